@@ -1,0 +1,3 @@
+from digit_keras.cli import main
+
+raise SystemExit(main())
