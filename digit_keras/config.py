@@ -1,0 +1,211 @@
+"""Typed run configuration: TOML files in configs/, command-line overrides, saved beside each run.
+
+A config resolves in this order: the dataclass defaults, then `configs/<arch>.toml` (or
+`--config FILE`), then `--set key=value` overrides and the dedicated flags. The resolved config is
+written to the run directory as `config.toml`; `fit --config RUN_DIR/config.toml` repeats the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digit_keras.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "kaggle"  # "kaggle" (train.csv/test.csv) or "mnist" (keras.datasets.mnist)
+    val_fraction: float = 0.1  # stratified holdout share of the training rows; 0 trains on all
+    limit: int = 0  # use only the first N training rows (0 = all), for smoke runs
+
+
+@dataclass
+class AugmentConfig:
+    """Per-image random affine transform of training batches; set all three to 0 to turn it off."""
+
+    rotation: float = 10.0  # maximum rotation, degrees either way
+    zoom: float = 0.1  # maximum relative scale change either way
+    shift: float = 0.1  # maximum shift, as a fraction of the image side, either way
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rotation, self.zoom, self.shift))
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3  # peak rate, reached after the warm-up
+    weight_decay: float = 0.0  # decoupled decay (adamw, sgd)
+    momentum: float = 0.9  # sgd only (Nesterov)
+    schedule: str = "cosine"  # cosine | exponential | constant
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to learning_rate
+    decay_rate: float = 0.95  # exponential only: factor per epoch
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "basic"
+    epochs: int = 30
+    batch_size: int = 128  # per replica; the global batch is this times the replica count
+    seed: int = 0
+    deterministic: bool = False
+    strategy: str = "auto"  # auto | default | mirrored | multi-worker
+    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    model: dict[str, Any] = field(default_factory=dict)  # keyword overrides for the model builder
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+CHOICES = {
+    "strategy": ("auto", "default", "mirrored", "multi-worker"),
+    "precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+    "data.dataset": ("kaggle", "mnist"),
+    "optimizer.name": ("adam", "adamw", "sgd"),
+    "optimizer.schedule": ("cosine", "exponential", "constant"),
+}
+
+
+def default_config_path(arch: str) -> Path:
+    return CONFIG_DIR / f"{arch}.toml"
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML config file into a validated TrainConfig."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    return from_dict(raw, source=str(path))
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    config = _build(TrainConfig, raw, prefix="", source=source)
+    validate(config, source)
+    return config
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            known = ", ".join(sorted(prefix + n for n in names))
+            raise ConfigError(f"{source}: unknown key '{dotted}' (known: {known})")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{dotted}' must be a table")
+            kwargs[key] = _build(kind, value, f"{dotted}.", source)
+        else:
+            kwargs[key] = _coerce(value, kind, dotted, source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
+    """Check a TOML value against the field's type; ints are accepted where floats are expected."""
+    expected = typing.get_origin(kind) or kind
+    if expected is dict:
+        ok = isinstance(value, dict)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(expected, types.UnionType):
+        ok = isinstance(value, typing.get_args(kind))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        name = getattr(expected, "__name__", str(expected))
+        raise ConfigError(f"{source}: '{key}' must be {name}, got {value!r}")
+    return value
+
+
+def validate(config: TrainConfig, source: str) -> None:
+    for key, allowed in CHOICES.items():
+        value = get_value(config, key)
+        if value not in allowed:
+            raise ConfigError(
+                f"{source}: '{key}' must be one of {', '.join(allowed)}; got {value!r}"
+            )
+    positive = {"epochs": config.epochs, "batch_size": config.batch_size}
+    positive["optimizer.learning_rate"] = config.optimizer.learning_rate
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: '{key}' must be positive; got {value!r}")
+    if not 0.0 <= config.data.val_fraction < 1.0:
+        raise ConfigError(f"{source}: 'data.val_fraction' must be in [0, 1)")
+    if config.data.limit < 0:
+        raise ConfigError(f"{source}: 'data.limit' must be 0 (all rows) or positive")
+
+
+def get_value(config: TrainConfig, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
+    """Return a copy of `config` with dotted keys replaced, validated like a config file."""
+    raw = dataclasses.asdict(config)
+    for dotted, value in overrides.items():
+        table = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(table.get(part), dict):
+                raise ConfigError(f"{source}: unknown key '{dotted}'")
+            table = table[part]
+        table[leaf] = value
+    return from_dict(raw, source=source)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse `key=value` from --set; the value is read as TOML, falling back to a bare string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def to_toml(config: TrainConfig) -> str:
+    """Serialise a config as TOML that `load_config` reads back unchanged."""
+    raw = dataclasses.asdict(config)
+    scalars = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in scalars.items()]
+    for key, table in raw.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,62 @@
+"""Shared fixtures: small synthetic Kaggle-format data and an isolated working directory.
+
+Tests never read the real competition files: DIGIT_KERAS_DATA is cleared for every test.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digit_keras.data.kaggle import PIXEL_COLUMNS, TRAIN_COLUMNS
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake digits: class k is a bright bar at rows 2k+4 and 2k+5 on faint noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n, 28, 28), dtype=np.int32)
+    for i, label in enumerate(labels):
+        images[i, 2 * label + 4 : 2 * label + 6, 4:24] = 255
+    return images.astype(np.uint8), labels.astype(np.int32)
+
+
+def write_csv(path: Path, header: list[str], rows: np.ndarray) -> Path:
+    text = ",".join(header) + "\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n"
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt") as handle:
+        handle.write(text)
+    return path
+
+
+def write_kaggle_data(
+    directory: Path, n_train: int = 320, n_test: int = 50, gz: bool = False
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = ".csv.gz" if gz else ".csv"
+    images, labels = synthetic_digits(n_train)
+    write_csv(
+        directory / f"train{suffix}",
+        TRAIN_COLUMNS,
+        np.column_stack([labels, images.reshape(n_train, -1)]),
+    )
+    test_images, _ = synthetic_digits(n_test, seed=1)
+    write_csv(directory / f"test{suffix}", PIXEL_COLUMNS, test_images.reshape(n_test, -1))
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Run each test in its own folder (runs and submissions land there), without real data."""
+    monkeypatch.delenv("DIGIT_KERAS_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return write_kaggle_data(tmp_path / "data")

@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+
+from digit_keras.config import (
+    TrainConfig,
+    apply_overrides,
+    default_config_path,
+    from_dict,
+    load_config,
+    parse_assignment,
+    to_toml,
+)
+from digit_keras.errors import ConfigError
+
+
+def test_shipped_basic_config_loads():
+    config = load_config(default_config_path("basic"))
+    assert config.arch == "basic" and config.model["width"] == 32
+    assert config.augment.enabled
+
+
+def test_toml_round_trip(tmp_path):
+    config = apply_overrides(
+        load_config(default_config_path("basic")),
+        {"optimizer.learning_rate": 0.01, "model.dropout": 0.25, "data.limit": 100},
+        "test",
+    )
+    (tmp_path / "c.toml").write_text(to_toml(config))
+    assert load_config(tmp_path / "c.toml") == config
+
+
+def test_overrides_are_typed_and_validated():
+    config = apply_overrides(TrainConfig(), dict([parse_assignment("epochs=3")]), "cli")
+    assert config.epochs == 3
+    assert parse_assignment("optimizer.schedule=constant") == ("optimizer.schedule", "constant")
+    assert parse_assignment("augment.zoom=0") == ("augment.zoom", 0)
+    assert apply_overrides(TrainConfig(), {"augment.zoom": 0}, "cli").augment.zoom == 0.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"epoch": 3}, "unknown key 'epoch'"),
+        ({"optimizer": {"lr": 1}}, "unknown key 'optimizer.lr'"),
+        ({"epochs": "ten"}, "'epochs' must be int, got 'ten'"),
+        ({"epochs": 1.5}, "'epochs' must be int"),
+        ({"deterministic": 1}, "'deterministic' must be bool"),
+        ({"strategy": "tpu"}, "'strategy' must be one of auto, default, mirrored, multi-worker"),
+        ({"data": {"val_fraction": 1.0}}, "val_fraction' must be in"),
+        ({"batch_size": 0}, "'batch_size' must be positive"),
+        ({"augment": 3}, "'augment' must be a table"),
+    ],
+)
+def test_bad_values_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(raw, source="x.toml")
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    (tmp_path / "bad.toml").write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_set_without_equals_is_refused():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_assignment("epochs")
+
+
+def test_every_field_is_written():
+    text = to_toml(TrainConfig())
+    for field in dataclasses.fields(TrainConfig):
+        assert field.name in text
