@@ -1,0 +1,58 @@
+"""The one tf.data input pipeline every model trains and predicts through.
+
+cache -> shuffle -> batch -> (training only) per-batch augmentation -> scale to [0, 1] -> prefetch.
+Augmentation lives here, never in the saved model, so exported models take plain images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digit_keras.config import AugmentConfig
+from digit_keras.data.augment import augment_batch
+
+
+def scale_images(images):
+    """uint8 pixels 0-255 to float32 0-1: the only input transform a model ever sees."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    batch_size: int,
+    training: bool = False,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+):
+    """Build a batched dataset of (images, labels); `labels=None` (prediction) gives zeros.
+
+    Training datasets are reshuffled every epoch, drop the last partial batch (so every step has
+    the same global batch across replicas) and are augmented when `augment` is enabled. The
+    augmentation seed stream is derived from `seed`, so runs with the same seed see the same images.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    if labels is None:
+        labels = np.zeros(len(images), dtype=np.int32)  # ignored by predict; keeps one batch shape
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
+    if training:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if training and augment is not None and augment.enabled:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda batch, pair_seed: (
+                augment_batch(scale_images(batch[0]), pair_seed, augment),
+                batch[1],
+            ),
+            num_parallel_calls=autotune,
+        )
+    else:
+        ds = ds.map(lambda x, y: (scale_images(x), y), num_parallel_calls=autotune)
+    options = tf.data.Options()  # in-memory data: multi-worker runs shard by batch, not by file
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(autotune)

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from digit_keras.config import AugmentConfig
+from digit_keras.runtime import import_tensorflow
+from tests.conftest import synthetic_digits
+
+tf = import_tensorflow()
+
+from digit_keras.data.augment import affine_transforms  # noqa: E402
+from digit_keras.data.pipeline import make_dataset  # noqa: E402
+
+OFF = AugmentConfig(rotation=0, zoom=0, shift=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, labels = synthetic_digits(96)
+    return images[..., None], labels
+
+
+def _batches(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_shapes_dtypes_and_range(digits):
+    images, labels = digits
+    batches = _batches(make_dataset(images, labels, 32, training=True, augment=AugmentConfig()))
+    assert len(batches) == 3
+    for x, y in batches:
+        assert x.shape == (32, 28, 28, 1) and x.dtype == np.float32
+        assert y.shape == (32,) and y.dtype == np.int32
+        assert x.min() >= 0.0 and x.max() <= 1.0
+
+
+def test_training_drops_partial_batch_but_evaluation_keeps_every_image(digits):
+    images, labels = digits
+    assert len(_batches(make_dataset(images[:90], labels[:90], 32, training=True))) == 2
+    evaluation = _batches(make_dataset(images[:90], labels[:90], 32))
+    assert sum(len(y) for _, y in evaluation) == 90
+
+
+def test_evaluation_batches_are_plain_scaled_images_in_order(digits):
+    images, labels = digits
+    x, y = _batches(make_dataset(images, labels, 96, augment=AugmentConfig()))[0]
+    np.testing.assert_allclose(x, images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_augmentation_changes_training_images_only(digits):
+    images, labels = digits
+    plain = _batches(make_dataset(images, labels, 32, training=True, augment=OFF, seed=5))
+    augmented = _batches(
+        make_dataset(images, labels, 32, training=True, augment=AugmentConfig(), seed=5)
+    )
+    for (x0, y0), (x1, y1) in zip(plain, augmented, strict=True):
+        np.testing.assert_array_equal(y0, y1)  # same seed: same shuffle, same labels
+        changed = np.abs(x0 - x1).reshape(32, -1).max(axis=1) > 0.05
+        assert changed.mean() > 0.9
+
+
+def test_augmentation_is_seeded_and_differs_between_epochs(digits):
+    images, labels = digits
+
+    def first_batch_two_epochs(seed):
+        ds = make_dataset(images, labels, 32, training=True, augment=AugmentConfig(), seed=seed)
+        return [next(iter(ds))[0].numpy() for _ in range(2)]
+
+    a, b = first_batch_two_epochs(7), first_batch_two_epochs(7)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], a[1])
+
+
+def test_prediction_dataset_without_labels(digits):
+    images, _ = digits
+    (x, y), *_ = _batches(make_dataset(images, None, 96))
+    assert x.shape == (96, 28, 28, 1) and not y.any()
+
+
+def test_identity_and_pure_shift_transforms():
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 10:14, 8:12] = 1.0
+    identity = affine_transforms(
+        tf.constant([0.0]), tf.constant([1.0]), tf.constant([[0.0, 0.0]]), 28
+    )
+    np.testing.assert_allclose(identity.numpy(), [[1, 0, 0, 0, 1, 0, 0, 0]], atol=1e-6)
+    shift = affine_transforms(
+        tf.constant([0.0]), tf.constant([1.0]), tf.constant([[3.0, -2.0]]), 28
+    )
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image,
+        transforms=shift,
+        output_shape=[28, 28],
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    ).numpy()
+    np.testing.assert_array_equal(moved[0, 8:12, 11:15], 1.0)  # down -2 rows, right +3 columns
+    assert moved.sum() == image.sum()
+
+
+def test_rotation_keeps_the_centre_and_never_mirrors():
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 4:8, 12:16] = 1.0  # a block above the centre
+    quarter_turn = affine_transforms(
+        tf.constant([np.pi / 2]), tf.constant([1.0]), tf.constant([[0.0, 0.0]]), 28
+    )
+    turned = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image,
+        transforms=quarter_turn,
+        output_shape=[28, 28],
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    ).numpy()[0, :, :, 0]
+    rows, cols = np.nonzero(turned)
+    assert abs(rows.mean() - 13.5) < 1 and abs(cols.mean() - 13.5) > 6  # now beside the centre
