@@ -1,0 +1,1 @@
+"""Training: tf.distribute strategies, optimizers, callbacks, run directories and the fit loop."""

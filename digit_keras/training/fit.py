@@ -1,0 +1,134 @@
+"""Train one model on a holdout split: the work behind `digit-keras fit`."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digit_keras import runtime
+from digit_keras.atomic import atomic_path, write_text_atomic
+from digit_keras.config import TrainConfig, to_toml
+from digit_keras.data import load_train
+from digit_keras.data.split import stratified_holdout
+from digit_keras.errors import UserError
+from digit_keras.training import runs
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def build_and_compile(config: TrainConfig, steps_per_epoch: int):
+    """The model of `config.arch`, compiled with the config's optimizer, schedule and loss.
+
+    Call inside the strategy's scope. Outputs are logits, so the loss applies the softmax.
+    """
+    import keras
+
+    from digit_keras.models import build_model
+    from digit_keras.training.optim import make_optimizer
+
+    model = build_model(config.arch, **config.model)
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, steps_per_epoch, config.epochs),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: Path,
+    data_dir: str | Path | None = None,
+    resuming: bool = False,
+    extra_callbacks: Sequence = (),
+    verbose: str | int = "auto",
+) -> FitResult:
+    """Train `config.arch` and write model.keras, history.csv, metrics.json into `run_dir`.
+
+    With `resuming`, the run continues from the last epoch its backup recorded.
+    """
+    started = time.perf_counter()
+    from digit_keras.training.strategy import is_chief, make_strategy
+
+    # The strategy comes first: a multi-worker one must exist before TensorFlow starts its context.
+    strategy_name, strategy = make_strategy(config.strategy)
+    runtime.configure(config.seed, config.deterministic, config.precision)
+
+    from digit_keras.data.pipeline import make_dataset
+    from digit_keras.training.callbacks import ThroughputMeter, make_callbacks
+
+    images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
+    train_idx, holdout_idx = stratified_holdout(labels, config.data.val_fraction, config.seed)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    steps_per_epoch = len(train_idx) // global_batch
+    if steps_per_epoch == 0:
+        raise UserError(
+            f"{len(train_idx)} training images cannot fill one global batch of {global_batch}"
+        )
+    train_ds = make_dataset(
+        images[train_idx], labels[train_idx], global_batch, True, config.augment, config.seed
+    )
+    holdout_ds = None
+    if len(holdout_idx):
+        holdout_ds = make_dataset(images[holdout_idx], labels[holdout_idx], global_batch)
+
+    if not is_chief(strategy):
+        run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))
+    start_epoch = runs.backup_epoch(run_dir) if resuming else 0
+    if not resuming:
+        write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
+
+    with strategy.scope():
+        model = build_and_compile(config, steps_per_epoch)
+    meter = ThroughputMeter(steps_per_epoch * global_batch)
+    callbacks = make_callbacks(run_dir, meter, holdout_ds is not None, resuming)
+    if start_epoch:
+        print(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}", file=sys.stderr)
+    history = model.fit(
+        train_ds,
+        validation_data=holdout_ds,
+        epochs=config.epochs,
+        callbacks=[*callbacks, *extra_callbacks],
+        shuffle=False,
+        verbose=verbose,
+    )
+
+    with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
+        model.save(tmp)
+    metrics: dict[str, Any] = {
+        "arch": config.arch,
+        "params": model.count_params(),
+        "data": source,
+        "train_images": len(train_idx),
+        "holdout_images": len(holdout_idx),
+        "holdout_accuracy": None,
+        "holdout_loss": None,
+        "epochs": config.epochs,
+        "resumed_after_epoch": start_epoch,
+        "strategy": strategy_name,
+        "replicas": replicas,
+        "global_batch_size": global_batch,
+        "precision": config.precision,
+        "train_images_per_s": round(meter.images_per_second(), 1),
+        "epoch_seconds": [round(s, 2) for s in meter.epoch_seconds],
+    }
+    if holdout_ds is not None:
+        scores = model.evaluate(holdout_ds, return_dict=True, verbose=0)
+        metrics["holdout_accuracy"] = float(scores["accuracy"])
+        metrics["holdout_loss"] = float(scores["loss"])
+        val_history = history.history.get("val_accuracy", [])
+        if val_history:
+            metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)
+    metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
+    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    return FitResult(run_dir, metrics)

@@ -1,0 +1,80 @@
+"""Run directories: `saved_models/<arch>-<timestamp>/` with config, model, history and metrics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from digit_keras.atomic import write_text_atomic
+from digit_keras.errors import UserError
+
+RUNS_ROOT = Path("saved_models")
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.json"
+BACKUP_DIR = "backup"
+
+
+def new_run_dir(arch: str, out: str | Path | None = None) -> Path:
+    """A fresh, empty run directory: `out` if given, else a timestamped one under saved_models/."""
+    if out is not None:
+        run_dir = Path(out)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError(f"{run_dir} already exists and is not empty; use --resume {run_dir}")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = RUNS_ROOT / f"{arch}-{stamp}"
+        suffix = 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = RUNS_ROOT / f"{arch}-{stamp}-{suffix}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def resumable_run_dir(path: str | Path) -> Path:
+    """Check that `path` holds a run that was started but did not finish."""
+    run_dir = Path(path)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"{run_dir}: no {CONFIG_FILE} here, so there is no run to resume")
+    if (run_dir / MODEL_FILE).is_file():
+        raise UserError(f"{run_dir}: this run already finished ({MODEL_FILE} exists)")
+    return run_dir
+
+
+def discard_if_unstarted(run_dir: Path) -> None:
+    """Remove a new run directory whose training failed before any epoch was backed up."""
+    if run_dir.is_dir() and not (run_dir / BACKUP_DIR).exists():
+        shutil.rmtree(run_dir)
+
+
+def backup_epoch(run_dir: Path) -> int:
+    """How many epochs the last backup of an interrupted run had completed (0 if none)."""
+    metadata = run_dir / BACKUP_DIR / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    return int(json.loads(metadata.read_text())["epoch"])
+
+
+def latest_run(root: Path = RUNS_ROOT) -> Path:
+    finished = [p.parent for p in root.glob(f"*/{MODEL_FILE}")]
+    if not finished:
+        raise UserError(f"no finished run in {root}/; train one with: digit-keras fit")
+    return max(finished, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
+
+
+def resolve_model(spec: str) -> Path:
+    """Accept a run directory, a .keras file, or `latest` (the newest finished run)."""
+    path = latest_run() if spec == "latest" else Path(spec)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

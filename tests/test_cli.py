@@ -1,0 +1,164 @@
+"""End-to-end through the `digit-keras` command line, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from digit_keras.cli import build_parser, main, resolve_config
+from digit_keras.config import load_config
+from digit_keras.runtime import import_tensorflow
+from digit_keras.training.fit import fit
+from tests.conftest import synthetic_digits
+
+import_tensorflow()
+import keras  # noqa: E402
+
+TINY = ["--set", "model.width=4", "--batch-size", "32", "--seed", "1"]
+
+
+def _run_dir(capsys) -> str:
+    out = capsys.readouterr().out
+    return out.splitlines()[0].removeprefix("run dir: ")
+
+
+def _history_epochs(run_dir) -> list[int]:
+    with open(f"{run_dir}/history.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_help_is_instant_and_does_not_import_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "from digit_keras.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try: main(['--help'])\n"
+        "    except SystemExit: pass\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False False"
+
+
+@pytest.mark.slow
+def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path):
+    assert main(["fit", "--data", str(data_dir), "--epochs", "1", *TINY]) == 0
+    run_dir = _run_dir(capsys)
+    assert run_dir.startswith("saved_models/basic-")
+    for name in ("config.toml", "model.keras", "history.csv", "metrics.json", "tensorboard"):
+        assert (tmp_path / run_dir / name).exists(), name
+    assert not (tmp_path / run_dir / "backup").exists()  # removed once training completes
+    metrics = json.loads((tmp_path / run_dir / "metrics.json").read_text())
+    assert metrics["holdout_images"] == 30 and metrics["train_images"] == 290
+    assert 0.0 <= metrics["holdout_accuracy"] <= 1.0 and metrics["train_images_per_s"] > 0
+    saved = load_config(tmp_path / run_dir / "config.toml")
+    assert saved.model["width"] == 4 and saved.epochs == 1 and saved.batch_size == 32
+
+    assert main(["predict", "--model", "latest", "--data", str(data_dir)]) == 0
+    assert "wrote submissions/submission_basic-" in capsys.readouterr().out
+    (submission,) = (tmp_path / "submissions").iterdir()
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and len(lines) == 51
+    ids, labels = zip(*(map(int, line.split(",")) for line in lines[1:]), strict=True)
+    assert list(ids) == list(range(1, 51)) and set(labels) <= set(range(10))
+
+
+@pytest.mark.slow
+def test_learns_the_synthetic_digits(data_dir, capsys, tmp_path):
+    """The whole path trains: the bars are separable (augmentation off: shifts would relabel them)."""
+    args = ["fit", "--data", str(data_dir), "--epochs", "6", *TINY, "--set", "model.width=8"]
+    for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
+        args += ["--set", f"{key}=0"]
+    assert main([*args, "--lr", "0.01"]) == 0
+    metrics = json.loads((tmp_path / _run_dir(capsys) / "metrics.json").read_text())
+    assert metrics["holdout_accuracy"] >= 0.9
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfterEpoch(keras.callbacks.Callback):
+    """Simulate a kill at the end of an epoch, after the backup was written."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, index, logs=None):
+        if index + 1 == self.epoch:
+            raise _Crash
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_its_last_epoch(data_dir, capsys, tmp_path):
+    args = build_parser().parse_args(["fit", "--epochs", "3", *TINY])
+    config = resolve_config(args)
+    run = tmp_path / "resumable"
+    run.mkdir()
+    with pytest.raises(_Crash):
+        fit(config, run, data_dir=data_dir, extra_callbacks=[_CrashAfterEpoch(2)], verbose=0)
+    assert _history_epochs(run) == [0, 1]
+    assert not (run / "model.keras").exists() and (run / "backup").exists()
+
+    assert main(["fit", "--resume", str(run), "--data", str(data_dir)]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert _history_epochs(run) == [0, 1, 2]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["resumed_after_epoch"] == 2 and len(metrics["epoch_seconds"]) == 1
+
+    assert main(["fit", "--resume", str(run), "--data", str(data_dir)]) == 2
+    assert "already finished" in capsys.readouterr().err
+
+
+def test_out_dir_must_be_fresh_and_resume_needs_a_run(data_dir, capsys, tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    assert main(["fit", "--data", str(data_dir), "--out", "used"]) == 2
+    assert "already exists and is not empty; use --resume used" in capsys.readouterr().err
+    assert main(["fit", "--resume", "nothing-here"]) == 2
+    assert "no config.toml here" in capsys.readouterr().err
+
+
+def test_unknown_arch_and_bad_override_are_one_line_errors(data_dir, capsys):
+    assert main(["fit", "--arch", "lenet", "--data", str(data_dir)]) == 2
+    assert "no config for architecture 'lenet'" in capsys.readouterr().err
+    assert main(["fit", "--data", str(data_dir), "--set", "optimizer.lr=1"]) == 2
+    assert "unknown key 'optimizer.lr'" in capsys.readouterr().err
+
+
+def test_predict_reports_missing_and_corrupt_models(tmp_path, data_dir, capsys):
+    assert main(["predict", "--model", "latest", "--data", str(data_dir)]) == 2
+    assert "no finished run in saved_models/" in capsys.readouterr().err
+    (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
+    assert main(["predict", "--model", "broken.keras", "--data", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.keras: cannot load model" in err and err.count("\n") == 1
+    assert not (tmp_path / "submissions" / "submission_broken.csv").exists()
+
+
+@pytest.mark.slow
+def test_mnist_dataset_from_the_keras_cache(tmp_path, capsys):
+    """`--dataset mnist` reads $KERAS_HOME/datasets/mnist.npz; nothing is downloaded."""
+    x_train, y_train = synthetic_digits(200)
+    x_test, _ = synthetic_digits(30, seed=2)
+    cache = tmp_path / "keras_home" / "datasets"
+    cache.mkdir(parents=True)
+    np.savez(
+        cache / "mnist.npz",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=np.zeros(30, np.uint8),
+    )
+    assert main(["fit", "--dataset", "mnist", "--epochs", "1", *TINY, "--out", "m"]) == 0
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["train_images"] == 180
+    assert main(["predict", "--model", "m", "--out", "mnist.csv"]) == 0  # dataset from the run
+    assert len((tmp_path / "mnist.csv").read_text().splitlines()) == 31
