@@ -1,0 +1,59 @@
+import numpy as np
+
+from digit_keras.runtime import import_tensorflow
+
+import_tensorflow()
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from digit_keras.inference import fold_batch_norm, predict_logits  # noqa: E402
+from digit_keras.models import build_model  # noqa: E402
+from tests.conftest import synthetic_digits  # noqa: E402
+
+
+def _with_trained_statistics(model):
+    """Give every BN layer non-trivial statistics, as training would."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2, n),
+                    rng.normal(0, 1, n),
+                    rng.normal(0, 1, n),
+                    rng.uniform(0.1, 3, n),
+                ]
+            )
+    return model
+
+
+def test_folding_removes_every_conv_bn_pair_and_keeps_outputs():
+    keras.utils.set_random_seed(0)
+    model = _with_trained_statistics(build_model("basic", width=8))
+    folded = fold_batch_norm(model)
+    kinds = [type(layer).__name__ for layer in folded.layers]
+    assert "BatchNormalization" not in kinds and kinds.count("FoldedBatchNorm") == 7
+    assert all(folded.get_layer(n).use_bias for n in ("stage1_a_conv", "head_conv"))
+    x = np.random.default_rng(1).random((32, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_bn_not_fed_by_a_lone_conv_is_left_alone():
+    inputs = keras.Input((28, 28, 1))
+    conv = layers.Conv2D(4, 3, name="conv")(inputs)
+    branch = layers.BatchNormalization(name="bn")(conv)
+    outputs = layers.Add()([branch, conv])  # conv has two consumers: folding would be wrong
+    model = _with_trained_statistics(keras.Model(inputs, outputs))
+    folded = fold_batch_norm(model)
+    assert isinstance(folded.get_layer("bn"), layers.BatchNormalization)
+    x = np.random.default_rng(2).random((4, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_predict_logits_scales_uint8_like_training():
+    model = build_model("basic", width=4)
+    images, _ = synthetic_digits(10)
+    expected = model.predict(images[..., None].astype("float32") / 255.0, verbose=0)
+    np.testing.assert_allclose(predict_logits(model, images[..., None]), expected, atol=1e-4)
