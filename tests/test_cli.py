@@ -72,7 +72,7 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path)
 
 @pytest.mark.slow
 def test_learns_the_synthetic_digits(data_dir, capsys, tmp_path):
-    """The whole path trains: the bars are separable (augmentation off: shifts would relabel them)."""
+    """The whole path trains on separable bars (augmentation off: shifts would relabel them)."""
     args = ["fit", "--data", str(data_dir), "--epochs", "6", *TINY, "--set", "model.width=8"]
     for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
         args += ["--set", f"{key}=0"]

@@ -1,4 +1,4 @@
-"""Read Kaggle's Digit Recognizer CSVs (plain or .gz) into uint8 image arrays, validating every cell.
+"""Read Kaggle's Digit Recognizer CSVs (plain or .gz) into uint8 images, validating every cell.
 
 The fast path is one pandas read with an integer dtype (about a second for 42,000 rows). Only when
 that fails does a slower scan run, to name the exact row and column that broke it.
@@ -101,7 +101,9 @@ def _check_header(path: Path, columns: list[str]) -> None:
     found = [name.strip() for name in header.split(",")]
     for index, (got, want) in enumerate(zip(found, columns, strict=False), start=1):
         if got != want:
-            raise DataError(f"{path}: row 1 (header), column {index}: expected '{want}', found '{got}'")
+            raise DataError(
+                f"{path}: row 1 (header), column {index}: expected '{want}', found '{got}'"
+            )
     if len(found) != len(columns):
         raise DataError(
             f"{path}: row 1 (header): expected {len(columns)} columns "

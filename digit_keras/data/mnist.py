@@ -30,7 +30,9 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as arrays:
             x_train, y_train, x_test = arrays["x_train"], arrays["y_train"], arrays["x_test"]
     except (OSError, KeyError, ValueError) as err:
-        raise DataError(f"{path}: not a readable MNIST archive ({err}); delete it to re-download")
+        raise DataError(
+            f"{path}: not a readable MNIST archive ({err}); delete it to re-download"
+        ) from None
     if x_train.shape[1:] != (28, 28) or len(x_train) != len(y_train):
         raise DataError(f"{path}: unexpected array shapes {x_train.shape}, {y_train.shape}")
     return x_train[..., None].astype(np.uint8), y_train.astype(np.int32), x_test[..., None]

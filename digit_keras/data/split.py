@@ -13,7 +13,7 @@ def stratified_holdout(
     holdout = []
     for cls in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == cls))
-        holdout.append(members[: int(round(len(members) * val_fraction))])
+        holdout.append(members[: round(len(members) * val_fraction)])
     holdout_idx = np.sort(np.concatenate(holdout))
     train_mask = np.ones(len(labels), dtype=bool)
     train_mask[holdout_idx] = False
