@@ -120,6 +120,12 @@ def run_fit(args: argparse.Namespace) -> None:
     from digit_keras.training import runs
 
     if args.resume:
+        names = ("arch", "config", "out", *_FLAG_KEYS, "set")
+        given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, [])]
+        if given:
+            raise UserError(
+                f"--resume continues with the run's saved config; drop {', '.join(given)}"
+            )
         run_dir = runs.resumable_run_dir(args.resume)
         config = load_config(run_dir / runs.CONFIG_FILE)
     else:

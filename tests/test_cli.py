@@ -125,6 +125,8 @@ def test_out_dir_must_be_fresh_and_resume_needs_a_run(data_dir, capsys, tmp_path
     assert "already exists and is not empty; use --resume used" in capsys.readouterr().err
     assert main(["fit", "--resume", "nothing-here"]) == 2
     assert "no config.toml here" in capsys.readouterr().err
+    assert main(["fit", "--resume", "used", "--epochs", "3", "--set", "seed=2"]) == 2
+    assert "saved config; drop --epochs, --set" in capsys.readouterr().err
 
 
 def test_unknown_arch_and_bad_override_are_one_line_errors(data_dir, capsys):

@@ -153,6 +153,15 @@ def test_corrupt_gzip(tmp_path):
         read_train_csv(path)
 
 
+def test_bytes_that_are_not_utf8(tmp_path):
+    lines = [",".join(TRAIN_COLUMNS)] + [",".join(map(str, r)) for r in _good_rows(30)]
+    lines[-1] = lines[-1].rsplit(",", 1)[0] + ",\udcff"  # a 0xff byte in the last cell
+    path = tmp_path / "train.csv"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+    with pytest.raises(DataError, match=r"train\.csv: cannot read: .*utf-8"):
+        read_train_csv(path)
+
+
 def test_cli_reports_bad_data_in_one_line_and_writes_nothing(tmp_path, capsys):
     data = write_kaggle_data(tmp_path / "data")
     rows = _good_rows(20)

@@ -7,6 +7,8 @@ from tests.conftest import synthetic_digits
 
 tf = import_tensorflow()
 
+import keras  # noqa: E402
+
 from digit_keras.data.augment import affine_transforms  # noqa: E402
 from digit_keras.data.pipeline import make_dataset  # noqa: E402
 
@@ -78,41 +80,41 @@ def test_prediction_dataset_without_labels(digits):
     assert x.shape == (96, 28, 28, 1) and not y.any()
 
 
+def _transform(angle: float = 0.0, scale: float = 1.0, shift=(0.0, 0.0)):
+    return affine_transforms(
+        tf.constant([angle]), tf.constant([scale]), tf.constant([shift], tf.float32), 28
+    )
+
+
+def _warp(image: np.ndarray, transforms) -> np.ndarray:
+    """Apply transforms the way augmentation does, with nearest-pixel sampling for exact checks."""
+    warped = keras.ops.image.affine_transform(
+        image, transforms, interpolation="nearest", fill_mode="constant", fill_value=0.0
+    )
+    return keras.ops.convert_to_numpy(warped)
+
+
 def test_identity_and_pure_shift_transforms():
     image = np.zeros((1, 28, 28, 1), np.float32)
     image[0, 10:14, 8:12] = 1.0
-    identity = affine_transforms(
-        tf.constant([0.0]), tf.constant([1.0]), tf.constant([[0.0, 0.0]]), 28
-    )
-    np.testing.assert_allclose(identity.numpy(), [[1, 0, 0, 0, 1, 0, 0, 0]], atol=1e-6)
-    shift = affine_transforms(
-        tf.constant([0.0]), tf.constant([1.0]), tf.constant([[3.0, -2.0]]), 28
-    )
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image,
-        transforms=shift,
-        output_shape=[28, 28],
-        fill_value=0.0,
-        interpolation="NEAREST",
-        fill_mode="CONSTANT",
-    ).numpy()
-    np.testing.assert_array_equal(moved[0, 8:12, 11:15], 1.0)  # down -2 rows, right +3 columns
+    np.testing.assert_allclose(_transform().numpy(), [[1, 0, 0, 0, 1, 0, 0, 0]], atol=1e-6)
+    moved = _warp(image, _transform(shift=(3.0, -2.0)))
+    np.testing.assert_array_equal(moved[0, 8:12, 11:15], 1.0)  # up 2 rows, right 3 columns
     assert moved.sum() == image.sum()
 
 
-def test_rotation_keeps_the_centre_and_never_mirrors():
+def test_rotation_turns_about_the_centre():
     image = np.zeros((1, 28, 28, 1), np.float32)
     image[0, 4:8, 12:16] = 1.0  # a block above the centre
-    quarter_turn = affine_transforms(
-        tf.constant([np.pi / 2]), tf.constant([1.0]), tf.constant([[0.0, 0.0]]), 28
-    )
-    turned = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image,
-        transforms=quarter_turn,
-        output_shape=[28, 28],
-        fill_value=0.0,
-        interpolation="NEAREST",
-        fill_mode="CONSTANT",
-    ).numpy()[0, :, :, 0]
-    rows, cols = np.nonzero(turned)
+    rows, cols = np.nonzero(_warp(image, _transform(angle=np.pi / 2))[0, :, :, 0])
     assert abs(rows.mean() - 13.5) < 1 and abs(cols.mean() - 13.5) > 6  # now beside the centre
+
+
+def test_transforms_never_mirror():
+    """A flip has a negative determinant; rotations and zooms never do, at any strength."""
+    rng = np.random.default_rng(0)
+    angles = tf.constant(rng.uniform(-np.pi, np.pi, 500), tf.float32)
+    scales = tf.constant(rng.uniform(0.5, 1.5, 500), tf.float32)
+    shifts = tf.constant(rng.uniform(-5, 5, (500, 2)), tf.float32)
+    a0, a1, _, b0, b1, *_ = tf.unstack(affine_transforms(angles, scales, shifts, 28), axis=1)
+    assert np.all((a0 * b1 - a1 * b0).numpy() > 0)

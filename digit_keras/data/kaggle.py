@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,27 +76,34 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8", newline="")
 
 
-def _read_int_table(path: Path, columns: list[str]) -> np.ndarray:
-    _check_header(path, columns)
+@contextmanager
+def _read_errors(path: Path):
+    """Turn unreadable files (missing, corrupt gzip, not UTF-8) into one-line DataErrors."""
     try:
-        frame = pd.read_csv(path, dtype=np.int32, engine="c")
-    except (ValueError, OverflowError, pd.errors.ParserError) as err:
-        raise _locate_bad_cell(path, columns, err) from None
+        yield
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}") from None
     except (OSError, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read: {err}") from None
+
+
+def _read_int_table(path: Path, columns: list[str]) -> np.ndarray:
+    with _read_errors(path):
+        _check_header(path, columns)
+        try:
+            frame = pd.read_csv(path, dtype=np.int32, engine="c")
+        except UnicodeDecodeError:
+            raise
+        except (ValueError, OverflowError, pd.errors.ParserError) as err:
+            raise _locate_bad_cell(path, columns, err) from None
     if frame.empty:
         raise DataError(f"{path}: has a header but no data rows")
     return frame.to_numpy()
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
-    try:
-        with _open_text(path) as handle:
-            header = handle.readline().strip()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; {DOWNLOAD_HINT}") from None
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read: {err}") from None
+    with _open_text(path) as handle:
+        header = handle.readline().strip()
     if not header:
         raise DataError(f"{path}: file is empty; expected a header line '{columns[0]},...'")
     found = [name.strip() for name in header.split(",")]
