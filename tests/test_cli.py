@@ -71,6 +71,19 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path)
 
 
 @pytest.mark.slow
+def test_seeded_deterministic_runs_repeat_exactly(data_dir, tmp_path):
+    """Op determinism is process-wide and permanent, so both runs go in a fresh process."""
+    argv = ["fit", "--data", str(data_dir), "--epochs", "2", *TINY, "--deterministic"]
+    code = (
+        "import sys; from digit_keras.cli import main\n"
+        f"for out in ('a', 'b'): assert main({argv!r} + ['--out', out]) == 0"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=tmp_path)
+    history = [(tmp_path / run / "history.csv").read_text() for run in ("a", "b")]
+    assert history[0] == history[1] and len(history[0].splitlines()) == 3
+
+
+@pytest.mark.slow
 def test_learns_the_synthetic_digits(data_dir, capsys, tmp_path):
     """The whole path trains on separable bars (augmentation off: shifts would relabel them)."""
     args = ["fit", "--data", str(data_dir), "--epochs", "6", *TINY, "--set", "model.width=8"]
