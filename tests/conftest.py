@@ -6,6 +6,7 @@ Tests never read the real competition files: DIGIT_KERAS_DATA is cleared for eve
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,23 @@ def write_kaggle_data(
     test_images, _ = synthetic_digits(n_test, seed=1)
     write_csv(directory / f"test{suffix}", PIXEL_COLUMNS, test_images.reshape(n_test, -1))
     return directory
+
+
+# The smallest settings of each builder's size knobs: the same code path, a fraction of the cost.
+TINY = {
+    "basic": {"width": 4, "dropout": 0.0},
+    "mobilenet": {"alpha": 0.125, "dropout": 0.0},
+    "vgg16": {"width": 4, "dense_units": 16, "dropout": 0.0},
+    "resnet50": {"blocks": (1, 1, 1, 1), "width": 4},
+    "resnet164": {"depth": 11, "width": 4},
+    "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout": 0.0},
+}
+
+
+def tiny_overrides(name: str) -> list[str]:
+    """`--set model.KEY=VALUE` arguments that make `fit --arch name` train the tiny model."""
+    return [f"--set=model.{key}={json.dumps(list(value) if isinstance(value, tuple) else value)}"
+            for key, value in TINY[name].items()]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -6,56 +6,117 @@ from digit_keras.runtime import import_tensorflow
 
 import_tensorflow()
 
+import inspect  # noqa: E402
+
 import keras  # noqa: E402
 
-from digit_keras.models import build_model, list_models  # noqa: E402
+from digit_keras.config import default_config_path, load_config  # noqa: E402
+from digit_keras.models import build_model, get_builder, list_models  # noqa: E402
+from digit_keras.models.stats import describe  # noqa: E402
+from tests.conftest import TINY  # noqa: E402
 
-TINY = {"basic": {"width": 4}}
+# Published parameter counts (ImageNet classifiers excluded); VGG-16 is our 512-unit head's.
+REFERENCE_PARAMS = {
+    "basic": 326_826,
+    "mobilenet": 3.2e6,
+    "vgg16": 15.0e6,
+    "resnet50": 23.5e6,
+    "resnet164": 1.7e6,
+    "wrn28_10": 36.5e6,
+}
+MODELS = list_models()
+BATCH = np.random.default_rng(0).random((16, 28, 28, 1)).astype("float32")
+LABELS = np.arange(16) % 10
 
 
-def test_registry_lists_basic_and_rejects_unknowns():
-    assert "basic" in list_models()
+@pytest.fixture(autouse=True)
+def float32_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_every_model_has_tiny_settings_a_reference_size_and_a_config():
+    assert set(TINY) == set(MODELS) == set(REFERENCE_PARAMS)
+    for name in MODELS:
+        config = load_config(default_config_path(name))
+        assert config.arch == name
+        accepted = inspect.signature(get_builder(name)).parameters
+        assert set(config.model) <= set(accepted), name
+
+
+def test_registry_rejects_unknown_names_and_options():
     with pytest.raises(UserError, match="unknown architecture 'lenet'; choose from: basic"):
         build_model("lenet")
     with pytest.raises(UserError, match="model 'basic' has no option depth"):
         build_model("basic", depth=3)
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_tiny_model_shape_training_and_round_trip(name, tmp_path):
+def _training_loss(model) -> float:
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return float(loss(LABELS, model(BATCH, training=True)))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_tiny_model_shape_step_and_round_trips(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = build_model(name, **TINY[name])
-    x = np.random.default_rng(0).random((16, 28, 28, 1)).astype("float32")
-    y = np.arange(16) % 10
-    logits = model(x, training=False)
+    logits = model(BATCH, training=False)
     assert tuple(logits.shape) == (16, 10) and logits.dtype == "float32"
 
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
+        optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    before = model.evaluate(x, y, verbose=0)
-    for _ in range(5):
-        model.train_on_batch(x, y)
-    assert model.evaluate(x, y, verbose=0) < before
+    before = _training_loss(model)
+    model.train_on_batch(BATCH, LABELS)
+    assert _training_loss(model) < before
 
+    expected = model.predict(BATCH, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(BATCH, verbose=0), expected, atol=1e-6)
+
+    rebuilt = keras.Model.from_config(model.get_config())
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(BATCH, verbose=0), expected, atol=1e-6)
 
 
-def test_basic_default_size_and_overrides():
-    assert build_model("basic").count_params() == 326_826
-    model = build_model("basic", width=8, dropout=0.1)
-    assert model.get_layer("head_dropout").rate == 0.1
-    assert model.get_layer("stage1_a_conv").filters == 8
-
-
-def test_logits_stay_float32_under_mixed_precision():
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_stay_float32_under_mixed_precision(name):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        model = build_model("basic", width=4)
-        assert model.get_layer("stage1_a_conv").compute_dtype == "bfloat16"
-        assert model(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    model = build_model(name, **TINY[name])
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert conv.compute_dtype == "bfloat16"
+    assert model(BATCH[:2]).dtype == "float32"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_full_size_parameter_count_matches_the_paper(name):
+    assert build_model(name).count_params() == pytest.approx(REFERENCE_PARAMS[name], rel=0.02)
+
+
+def test_size_knobs_pass_through():
+    assert build_model("basic", width=8).get_layer("stage1_a_conv").filters == 8
+    assert build_model("mobilenet", alpha=0.5).get_layer("block13_pw_conv").filters == 512
+    assert (
+        len([n for n in build_model("resnet164", depth=20).layers if n.name.endswith("_add")]) == 6
+    )
+    assert (
+        build_model("wrn28_10", depth=10, widen_factor=2).get_layer("stage3_block1_a_conv").filters
+        == 128
+    )
+    with pytest.raises(ValueError, match="9n \\+ 2"):
+        build_model("resnet164", depth=100)
+
+
+def test_stats_count_flops_and_padding():
+    # basic at width 32: 15.1M multiply-adds, worked out layer by layer in models/basic.py terms
+    convs = [(26, 26, 32, 9, 1), (24, 24, 32, 9, 32), (12, 12, 32, 25, 32), (10, 10, 64, 9, 32),
+             (8, 8, 64, 9, 64), (4, 4, 64, 25, 64), (1, 1, 128, 16, 64)]  # fmt: skip
+    multiply_adds = sum(h * w * f * k * c for h, w, f, k, c in convs) + 128 * 10
+    assert describe(build_model("basic")) == {
+        "params": 326_826,
+        "mflops": 2 * multiply_adds / 1e6,
+        "padding": 0,
+    }
+    assert describe(build_model("vgg16", **TINY["vgg16"]))["padding"] == 2

@@ -1,6 +1,7 @@
 """Model zoo: one module per family, all reachable through the registry."""
 
-from digit_keras.models import basic  # noqa: F401  (registers "basic")
+# Importing a family module registers its builders.
+from digit_keras.models import basic, mobilenet, resnet, vgg, wide_resnet  # noqa: F401
 from digit_keras.models.registry import build_model, get_builder, list_models, register
 
 __all__ = ["build_model", "get_builder", "list_models", "register"]

@@ -1,0 +1,96 @@
+"""Residual networks with bottleneck blocks: `resnet50` and `resnet164`.
+
+`resnet50` (He et al. 2015, arXiv:1512.03385): post-activation bottlenecks in [3, 4, 6, 3]
+blocks, output widths 256-2048, stride on the 3x3 conv (as torchvision's "v1.5"). The ImageNet
+stem (7x7 stride 2 and a max-pool) would shrink a 28x28 digit to 7x7 before the first block, so
+a small-image stem is used instead: one 3x3 conv, stride 1, no pooling; 28 -> 28 -> 14 -> 7 -> 4.
+23.5M parameters, as ResNet-50 less its ImageNet classifier.
+
+`resnet164` (He et al. 2016, "Identity Mappings in Deep Residual Networks", arXiv:1603.05027):
+pre-activation bottlenecks (BN-ReLU-conv three times), 3 stages of 18 blocks with bottleneck
+widths 16/32/64 and outputs 4x that, on CIFAR's 32x32 geometry (the digit is zero-padded by 2):
+32 -> 16 -> 8. 1.7M parameters, as published.
+"""
+
+import keras
+from keras import layers
+
+from digit_keras.models.blocks import bn_relu, conv_bn_relu, logits_head, padded_input
+from digit_keras.models.registry import register
+
+EXPANSION = 4
+
+
+def _conv(x, filters: int, kernel_size: int, strides: int = 1, name: str = ""):
+    return layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=False, name=name
+    )(x)
+
+
+def bottleneck(x, width: int, strides: int, name: str):
+    """Post-activation bottleneck: 1x1 -> 3x3 (strided) -> 1x1 x4, added to the shortcut."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != width * EXPANSION:
+        shortcut = _conv(x, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = conv_bn_relu(x, width, 1, name=f"{name}_a")
+    y = conv_bn_relu(y, width, 3, strides, name=f"{name}_b")
+    y = _conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
+    y = layers.BatchNormalization(name=f"{name}_c_bn")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def preact_bottleneck(x, width: int, strides: int, name: str):
+    """Pre-activation bottleneck; a projection shortcut shares the block's first BN-ReLU."""
+    preact = bn_relu(x, f"{name}_pre")
+    shortcut = x
+    if strides != 1 or x.shape[-1] != width * EXPANSION:
+        shortcut = _conv(preact, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
+    y = _conv(preact, width, 1, name=f"{name}_a_conv")
+    y = bn_relu(y, f"{name}_a")
+    y = _conv(y, width, 3, strides, name=f"{name}_b_conv")
+    y = bn_relu(y, f"{name}_b")
+    y = _conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+@register("resnet50")
+def resnet50(
+    blocks: tuple[int, ...] = (3, 4, 6, 3),
+    width: int = 64,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+) -> keras.Model:
+    """Build ResNet-50; `width` is stage 1's bottleneck width (stages use 1, 2, 4, 8x)."""
+    inputs, x = padded_input(input_shape, 0)
+    x = conv_bn_relu(x, width, 3, name="stem")
+    for stage, count in enumerate(blocks):
+        for index in range(count):
+            strides = 2 if stage > 0 and index == 0 else 1
+            x = bottleneck(x, width * 2**stage, strides, name=f"stage{stage + 1}_block{index + 1}")
+    return keras.Model(inputs, logits_head(x, num_classes), name="resnet50")
+
+
+@register("resnet164")
+def resnet164(
+    depth: int = 164,
+    width: int = 16,
+    pad: int = 2,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+) -> keras.Model:
+    """Build a pre-activation bottleneck ResNet; depth = 9n + 2 gives n blocks per stage."""
+    if depth < 11 or (depth - 2) % 9:
+        raise ValueError(f"resnet164 depth must be 9n + 2 (11, 20, ..., 164); got {depth}")
+    per_stage = (depth - 2) // 9
+    inputs, x = padded_input(input_shape, pad)
+    x = _conv(x, width, 3, name="stem_conv")
+    for stage in range(3):
+        for index in range(per_stage):
+            strides = 2 if stage > 0 and index == 0 else 1
+            x = preact_bottleneck(
+                x, width * 2**stage, strides, name=f"stage{stage + 1}_block{index + 1}"
+            )
+    x = bn_relu(x, "final")
+    return keras.Model(inputs, logits_head(x, num_classes), name="resnet164")

@@ -1,0 +1,62 @@
+"""`wrn28_10`: Wide ResNet WRN-28-10 (Zagoruyko & Komodakis 2016, arXiv:1605.07146).
+
+Pre-activation basic blocks (BN-ReLU-conv3x3, dropout, BN-ReLU-conv3x3) in 3 stages of
+(depth - 4) / 6 blocks, widths 16k/32k/64k for widen factor k, with the paper's dropout between
+the two convs. CIFAR geometry: the digit is zero-padded by 2 to 32x32, then 32 -> 16 -> 8.
+36.5M parameters at depth 28, k = 10, as published.
+"""
+
+import keras
+from keras import layers
+
+from digit_keras.models.blocks import bn_relu, logits_head, padded_input
+from digit_keras.models.registry import register
+
+
+def _conv3x3(x, filters: int, strides: int = 1, name: str = ""):
+    return layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
+
+
+def wide_block(x, filters: int, strides: int, dropout: float, name: str):
+    """Pre-activation basic block; a projection shortcut shares the block's first BN-ReLU."""
+    preact = bn_relu(x, f"{name}_pre")
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(
+            filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv"
+        )(preact)
+    y = _conv3x3(preact, filters, strides, name=f"{name}_a_conv")
+    y = bn_relu(y, f"{name}_a")
+    if dropout:
+        y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
+    y = _conv3x3(y, filters, name=f"{name}_b_conv")
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+@register("wrn28_10")
+def wrn28_10(
+    depth: int = 28,
+    widen_factor: int = 10,
+    dropout: float = 0.3,
+    pad: int = 2,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+) -> keras.Model:
+    """Build WRN-depth-k; depth = 6n + 4 gives n blocks per stage."""
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"wrn28_10 depth must be 6n + 4 (10, 16, ..., 28); got {depth}")
+    per_stage = (depth - 4) // 6
+    inputs, x = padded_input(input_shape, pad)
+    x = _conv3x3(x, 16, name="stem_conv")
+    for stage in range(3):
+        for index in range(per_stage):
+            strides = 2 if stage > 0 and index == 0 else 1
+            x = wide_block(
+                x,
+                16 * widen_factor * 2**stage,
+                strides,
+                dropout,
+                f"stage{stage + 1}_block{index + 1}",
+            )
+    x = bn_relu(x, "final")
+    return keras.Model(inputs, logits_head(x, num_classes), name="wrn28_10")
