@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
     fit.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"))
     fit.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="dtype policy; the logits layer stays float32 (default float32)",
+    )
+    fit.add_argument(
         "--deterministic", action="store_true", default=None, help="deterministic TF ops (slower)"
     )
     fit.add_argument(
@@ -76,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=1024)
     predict.set_defaults(handler=run_predict)
+
+    models = commands.add_parser("models", help="list the architectures with their size and cost")
+    models.set_defaults(handler=run_models)
     return parser
 
 
@@ -88,6 +96,7 @@ _FLAG_KEYS = {
     "val_fraction": "data.val_fraction",
     "limit": "data.limit",
     "strategy": "strategy",
+    "precision": "precision",
     "deterministic": "deterministic",
     "dataset": "data.dataset",
 }
@@ -178,6 +187,21 @@ def run_predict(args: argparse.Namespace) -> None:
     write_submission(labels, out)
     seconds = time.perf_counter() - started
     print(f"wrote {out}: {len(labels)} predictions for {source} in {seconds:.1f} s")
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from digit_keras.runtime import import_tensorflow
+
+    import_tensorflow()
+    from digit_keras.models import build_model, list_models
+    from digit_keras.models.stats import describe
+
+    print(f"{'name':10s} {'parameters':>12s} {'MFLOPs/image':>13s}  input")
+    for name in list_models():
+        stats = describe(build_model(name))
+        side = 28 + 2 * stats["padding"]
+        shape = f"28x28 padded to {side}x{side}" if stats["padding"] else "28x28"
+        print(f"{name:10s} {stats['params']:12,d} {stats['mflops']:13.1f}  {shape}")
 
 
 def _run_dataset(run_dir: Path) -> str:

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +15,13 @@ from digit_keras.cli import build_parser, main, resolve_config
 from digit_keras.config import load_config
 from digit_keras.runtime import import_tensorflow
 from digit_keras.training.fit import fit
-from tests.conftest import synthetic_digits
+from tests.conftest import TINY, synthetic_digits, tiny_overrides
 
 import_tensorflow()
 import keras  # noqa: E402
 
-TINY = ["--set", "model.width=4", "--batch-size", "32", "--seed", "1"]
+TINY_FLAGS = ["--set", "model.width=4", "--batch-size", "32", "--seed", "1"]
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _run_dir(capsys) -> str:
@@ -49,7 +51,7 @@ def test_help_is_instant_and_does_not_import_tensorflow():
 
 @pytest.mark.slow
 def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path):
-    assert main(["fit", "--data", str(data_dir), "--epochs", "1", *TINY]) == 0
+    assert main(["fit", "--data", str(data_dir), "--epochs", "1", *TINY_FLAGS]) == 0
     run_dir = _run_dir(capsys)
     assert run_dir.startswith("saved_models/basic-")
     for name in ("config.toml", "model.keras", "history.csv", "metrics.json", "tensorboard"):
@@ -73,7 +75,7 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path)
 @pytest.mark.slow
 def test_seeded_deterministic_runs_repeat_exactly(data_dir, tmp_path):
     """Op determinism is process-wide and permanent, so both runs go in a fresh process."""
-    argv = ["fit", "--data", str(data_dir), "--epochs", "2", *TINY, "--deterministic"]
+    argv = ["fit", "--data", str(data_dir), "--epochs", "2", *TINY_FLAGS, "--deterministic"]
     code = (
         "import sys; from digit_keras.cli import main\n"
         f"for out in ('a', 'b'): assert main({argv!r} + ['--out', out]) == 0"
@@ -84,9 +86,45 @@ def test_seeded_deterministic_runs_repeat_exactly(data_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_fit_every_architecture_from_its_own_config(name, data_dir, tmp_path):
+    argv = ["fit", "--arch", name, "--data", str(data_dir), "--epochs", "1", "--batch-size", "32"]
+    assert main([*argv, "--limit", "160", *tiny_overrides(name), "--out", name]) == 0
+    config = load_config(tmp_path / name / "config.toml")
+    assert (
+        config.arch == name and config.optimizer == load_config(f"{CONFIGS}/{name}.toml").optimizer
+    )
+    assert (tmp_path / name / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_mixed_precision_training_and_prediction(data_dir, tmp_path):
+    argv = ["fit", "--data", str(data_dir), "--epochs", "1", *TINY_FLAGS, "--out", "bf16"]
+    try:
+        assert main([*argv, "--precision", "mixed_bfloat16"]) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert load_config(tmp_path / "bf16" / "config.toml").precision == "mixed_bfloat16"
+    model = keras.saving.load_model(tmp_path / "bf16" / "model.keras")
+    assert model.get_layer("stage1_a_conv").compute_dtype == "bfloat16"
+    assert main(["predict", "--model", "bf16", "--data", str(data_dir), "--out", "s.csv"]) == 0
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 51
+
+
+def test_models_command_lists_every_architecture(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "parameters", "MFLOPs/image", "input"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == set(TINY)
+    assert rows["basic"].split()[1:3] == ["326,826", "30.3"]
+    assert rows["wrn28_10"].endswith("28x28 padded to 32x32")
+
+
+@pytest.mark.slow
 def test_learns_the_synthetic_digits(data_dir, capsys, tmp_path):
     """The whole path trains on separable bars (augmentation off: shifts would relabel them)."""
-    args = ["fit", "--data", str(data_dir), "--epochs", "6", *TINY, "--set", "model.width=8"]
+    args = ["fit", "--data", str(data_dir), "--epochs", "6", *TINY_FLAGS, "--set", "model.width=8"]
     for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
         args += ["--set", f"{key}=0"]
     assert main([*args, "--lr", "0.01"]) == 0
@@ -112,7 +150,7 @@ class _CrashAfterEpoch(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_from_its_last_epoch(data_dir, capsys, tmp_path):
-    args = build_parser().parse_args(["fit", "--epochs", "3", *TINY])
+    args = build_parser().parse_args(["fit", "--epochs", "3", *TINY_FLAGS])
     config = resolve_config(args)
     run = tmp_path / "resumable"
     run.mkdir()
@@ -173,7 +211,7 @@ def test_mnist_dataset_from_the_keras_cache(tmp_path, capsys):
         x_test=x_test,
         y_test=np.zeros(30, np.uint8),
     )
-    assert main(["fit", "--dataset", "mnist", "--epochs", "1", *TINY, "--out", "m"]) == 0
+    assert main(["fit", "--dataset", "mnist", "--epochs", "1", *TINY_FLAGS, "--out", "m"]) == 0
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["train_images"] == 180
     assert main(["predict", "--model", "m", "--out", "mnist.csv"]) == 0  # dataset from the run
     assert len((tmp_path / "mnist.csv").read_text().splitlines()) == 31
