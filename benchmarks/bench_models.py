@@ -1,0 +1,68 @@
+"""Size, cost and CPU speed of every registered architecture at full size (run by hand).
+
+For each model: parameters, forward MFLOPs per image, training images/s (Adam step on one
+in-memory batch, after a warm-up step) and inference images/s (the batch-norm-folded model that
+`predict` uses). Each timing loop runs for about --seconds seconds.
+
+    python benchmarks/bench_models.py [--seconds S] [--models basic mobilenet ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from digit_keras.runtime import configure, import_tensorflow
+
+TRAIN_IMAGES = 37_800  # train.csv less the 10% holdout
+
+
+def _rate(step, inputs: tuple, batch: int, seconds: float) -> float:
+    """Images/s of `step(*inputs)` repeated for about `seconds`, after an untimed warm-up call."""
+    step(*inputs)
+    count, started = 0, time.perf_counter()
+    while count < 2 or time.perf_counter() - started < seconds:
+        step(*inputs)
+        count += 1
+    return count * batch / (time.perf_counter() - started)
+
+
+def main() -> None:
+    tf = import_tensorflow()
+    import keras
+
+    from digit_keras.inference import fold_batch_norm
+    from digit_keras.models import build_model, list_models
+    from digit_keras.models.stats import describe
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--models", nargs="*", default=list_models())
+    args = parser.parse_args()
+    configure(0)
+
+    header = f"{'model':10s} {'params':>11s} {'MFLOPs':>8s} {'train img/s':>12s}"
+    print(f"{header} {'infer img/s':>12s} {'epoch (est.)':>13s} {'train GFLOP/s':>14s}")
+    for name in args.models:
+        model = build_model(name)
+        stats = describe(model)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-4),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        batch = 128 if stats["mflops"] < 1000 else 32
+        x = tf.random.uniform((batch, 28, 28, 1))
+        y = tf.random.uniform((batch,), maxval=10, dtype=tf.int32)
+        train = _rate(model.train_on_batch, (x, y), batch, args.seconds)
+        infer = _rate(fold_batch_norm(model).predict_on_batch, (x,), batch, args.seconds / 2)
+        epoch_min = TRAIN_IMAGES / train / 60
+        flops = 3 * stats["mflops"] * train / 1e3  # forward + backward ~ 3x forward
+        print(
+            f"{name:10s} {stats['params']:11,d} {stats['mflops']:8.1f} {train:12.1f} "
+            f"{infer:12.1f} {epoch_min:10.1f} min {flops:14.1f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
