@@ -1,8 +1,8 @@
 """Load a trained model and turn images into logits: the work behind `predict`.
 
-For inference the model is rewritten with every Conv2D -> BatchNormalization pair folded into a
-single conv with bias, which TensorFlow then fuses with the following ReLU. Outputs are unchanged
-(up to float rounding) and prediction runs roughly 1.2-2x faster on CPU.
+For inference the model is rewritten with every (depthwise) conv -> BatchNormalization pair
+folded into a single conv with bias, which TensorFlow then fuses with the following ReLU. Outputs
+are unchanged (up to float rounding) and prediction runs roughly 1.2-2x faster on CPU.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def load_model(path: Path):
 
 
 def _foldable_pairs(model) -> dict[str, object]:
-    """Map each Conv2D whose only consumer is a BatchNormalization to that BN layer."""
+    """Map each (depthwise) conv whose only consumer is a BatchNormalization to that BN."""
     from keras import layers
 
     pairs = {}
@@ -36,7 +36,7 @@ def _foldable_pairs(model) -> dict[str, object]:
             continue
         producer = layer.input._keras_history.operation
         if (
-            type(producer) is layers.Conv2D
+            type(producer) in (layers.Conv2D, layers.DepthwiseConv2D)
             and producer.data_format == "channels_last"
             and len(producer._outbound_nodes) == 1
         ):
@@ -45,7 +45,7 @@ def _foldable_pairs(model) -> dict[str, object]:
 
 
 def fold_batch_norm(model):
-    """An inference-only copy of `model` with Conv2D -> BatchNormalization pairs merged.
+    """An inference-only copy of `model` with (depthwise) conv -> BatchNormalization pairs merged.
 
     BN in inference mode is y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta, which is
     again a conv: kernel * s and bias (b - mean) * s + beta, with s = gamma / sqrt(var + eps).
@@ -78,7 +78,10 @@ def fold_batch_norm(model):
             kernel, *bias = (np.asarray(w, dtype=np.float64) for w in source.get_weights())
             scale = gamma / np.sqrt(var + bn.epsilon)
             shift = ((bias[0] if bias else 0.0) - mean) * scale + beta
-            weights = [(kernel * scale).astype("float32"), shift.astype("float32")]
+            kernel_scale = scale
+            if isinstance(source, layers.DepthwiseConv2D):  # kernel (h, w, in, multiplier)
+                kernel_scale = scale.reshape(kernel.shape[2:])
+            weights = [(kernel * kernel_scale).astype("float32"), shift.astype("float32")]
             folded.get_layer(source.name).set_weights(weights)
         elif source.weights and source.name not in folded_bns:
             folded.get_layer(source.name).set_weights(source.get_weights())

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from digit_keras.runtime import import_tensorflow
 
@@ -8,8 +9,8 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from digit_keras.inference import fold_batch_norm, predict_logits  # noqa: E402
-from digit_keras.models import build_model  # noqa: E402
-from tests.conftest import synthetic_digits  # noqa: E402
+from digit_keras.models import build_model, list_models  # noqa: E402
+from tests.conftest import TINY, synthetic_digits  # noqa: E402
 
 
 def _with_trained_statistics(model):
@@ -29,15 +30,24 @@ def _with_trained_statistics(model):
     return model
 
 
-def test_folding_removes_every_conv_bn_pair_and_keeps_outputs():
+@pytest.mark.parametrize("name", list_models())
+def test_folding_keeps_every_models_outputs(name):
+    keras.utils.set_random_seed(0)
+    model = _with_trained_statistics(build_model(name, **TINY[name]))
+    x = np.random.default_rng(1).random((8, 28, 28, 1)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(fold_batch_norm(model).predict(x, verbose=0), expected, atol=1e-4)
+
+
+def test_folding_removes_every_conv_bn_pair():
     keras.utils.set_random_seed(0)
     model = _with_trained_statistics(build_model("basic", width=8))
     folded = fold_batch_norm(model)
     kinds = [type(layer).__name__ for layer in folded.layers]
     assert "BatchNormalization" not in kinds and kinds.count("FoldedBatchNorm") == 7
     assert all(folded.get_layer(n).use_bias for n in ("stage1_a_conv", "head_conv"))
-    x = np.random.default_rng(1).random((32, 28, 28, 1)).astype("float32")
-    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    mobile = fold_batch_norm(build_model("mobilenet", **TINY["mobilenet"]))
+    assert not any(isinstance(layer, layers.BatchNormalization) for layer in mobile.layers)
 
 
 def test_bn_not_fed_by_a_lone_conv_is_left_alone():
