@@ -1,26 +1,37 @@
 """Layer blocks shared by the model families."""
 
+from collections.abc import Callable, Sequence
+
 from keras import layers
+
+
+def conv(x, filters: int, kernel_size: int, strides: int = 1, padding: str = "same", name=None):
+    """Conv without bias: every conv here is followed, or preceded, by batch norm."""
+    return layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name
+    )(x)
 
 
 def conv_bn_relu(
     x, filters: int, kernel_size: int, strides: int = 1, padding: str = "same", name=None
 ):
-    """Conv (no bias: batch norm supplies the shift) -> BatchNorm -> ReLU."""
-    x = layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=False,
-        name=name and f"{name}_conv",
-    )(x)
+    """Conv -> BatchNorm -> ReLU."""
+    x = conv(x, filters, kernel_size, strides, padding, name=name and f"{name}_conv")
     return bn_relu(x, name)
 
 
 def bn_relu(x, name=None):
     x = layers.BatchNormalization(name=name and f"{name}_bn")(x)
     return layers.ReLU(name=name and f"{name}_relu")(x)
+
+
+def residual_stages(x, blocks: Sequence[int], widths: Sequence[int], block: Callable):
+    """Stack `block(x, width, strides, name)`; each stage after the first starts at stride 2."""
+    for stage, (count, width) in enumerate(zip(blocks, widths, strict=True), start=1):
+        for index in range(1, count + 1):
+            strides = 2 if stage > 1 and index == 1 else 1
+            x = block(x, width, strides, name=f"stage{stage}_block{index}")
+    return x
 
 
 def padded_input(input_shape: tuple[int, int, int], pad: int):

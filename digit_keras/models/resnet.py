@@ -15,27 +15,28 @@ widths 16/32/64 and outputs 4x that, on CIFAR's 32x32 geometry (the digit is zer
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import bn_relu, conv_bn_relu, logits_head, padded_input
+from digit_keras.models.blocks import (
+    bn_relu,
+    conv,
+    conv_bn_relu,
+    logits_head,
+    padded_input,
+    residual_stages,
+)
 from digit_keras.models.registry import register
 
 EXPANSION = 4
-
-
-def _conv(x, filters: int, kernel_size: int, strides: int = 1, name: str = ""):
-    return layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False, name=name
-    )(x)
 
 
 def bottleneck(x, width: int, strides: int, name: str):
     """Post-activation bottleneck: 1x1 -> 3x3 (strided) -> 1x1 x4, added to the shortcut."""
     shortcut = x
     if strides != 1 or x.shape[-1] != width * EXPANSION:
-        shortcut = _conv(x, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
+        shortcut = conv(x, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = conv_bn_relu(x, width, 1, name=f"{name}_a")
     y = conv_bn_relu(y, width, 3, strides, name=f"{name}_b")
-    y = _conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
+    y = conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
     y = layers.BatchNormalization(name=f"{name}_c_bn")(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
@@ -46,12 +47,12 @@ def preact_bottleneck(x, width: int, strides: int, name: str):
     preact = bn_relu(x, f"{name}_pre")
     shortcut = x
     if strides != 1 or x.shape[-1] != width * EXPANSION:
-        shortcut = _conv(preact, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
-    y = _conv(preact, width, 1, name=f"{name}_a_conv")
+        shortcut = conv(preact, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
+    y = conv(preact, width, 1, name=f"{name}_a_conv")
     y = bn_relu(y, f"{name}_a")
-    y = _conv(y, width, 3, strides, name=f"{name}_b_conv")
+    y = conv(y, width, 3, strides, name=f"{name}_b_conv")
     y = bn_relu(y, f"{name}_b")
-    y = _conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
+    y = conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
@@ -65,10 +66,7 @@ def resnet50(
     """Build ResNet-50; `width` is stage 1's bottleneck width (stages use 1, 2, 4, 8x)."""
     inputs, x = padded_input(input_shape, 0)
     x = conv_bn_relu(x, width, 3, name="stem")
-    for stage, count in enumerate(blocks):
-        for index in range(count):
-            strides = 2 if stage > 0 and index == 0 else 1
-            x = bottleneck(x, width * 2**stage, strides, name=f"stage{stage + 1}_block{index + 1}")
+    x = residual_stages(x, blocks, [width * 2**stage for stage in range(len(blocks))], bottleneck)
     return keras.Model(inputs, logits_head(x, num_classes), name="resnet50")
 
 
@@ -85,12 +83,7 @@ def resnet164(
         raise ValueError(f"resnet164 depth must be 9n + 2 (11, 20, ..., 164); got {depth}")
     per_stage = (depth - 2) // 9
     inputs, x = padded_input(input_shape, pad)
-    x = _conv(x, width, 3, name="stem_conv")
-    for stage in range(3):
-        for index in range(per_stage):
-            strides = 2 if stage > 0 and index == 0 else 1
-            x = preact_bottleneck(
-                x, width * 2**stage, strides, name=f"stage{stage + 1}_block{index + 1}"
-            )
+    x = conv(x, width, 3, name="stem_conv")
+    x = residual_stages(x, [per_stage] * 3, [width, 2 * width, 4 * width], preact_bottleneck)
     x = bn_relu(x, "final")
     return keras.Model(inputs, logits_head(x, num_classes), name="resnet164")

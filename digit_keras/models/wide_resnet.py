@@ -6,30 +6,26 @@ the two convs. CIFAR geometry: the digit is zero-padded by 2 to 32x32, then 32 -
 36.5M parameters at depth 28, k = 10, as published.
 """
 
+from functools import partial
+
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import bn_relu, logits_head, padded_input
+from digit_keras.models.blocks import bn_relu, conv, logits_head, padded_input, residual_stages
 from digit_keras.models.registry import register
 
 
-def _conv3x3(x, filters: int, strides: int = 1, name: str = ""):
-    return layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
-
-
-def wide_block(x, filters: int, strides: int, dropout: float, name: str):
+def wide_block(x, filters: int, strides: int, name: str, dropout: float = 0.0):
     """Pre-activation basic block; a projection shortcut shares the block's first BN-ReLU."""
     preact = bn_relu(x, f"{name}_pre")
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(
-            filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv"
-        )(preact)
-    y = _conv3x3(preact, filters, strides, name=f"{name}_a_conv")
+        shortcut = conv(preact, filters, 1, strides, name=f"{name}_proj_conv")
+    y = conv(preact, filters, 3, strides, name=f"{name}_a_conv")
     y = bn_relu(y, f"{name}_a")
     if dropout:
         y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
-    y = _conv3x3(y, filters, name=f"{name}_b_conv")
+    y = conv(y, filters, 3, name=f"{name}_b_conv")
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
@@ -47,16 +43,8 @@ def wrn28_10(
         raise ValueError(f"wrn28_10 depth must be 6n + 4 (10, 16, ..., 28); got {depth}")
     per_stage = (depth - 4) // 6
     inputs, x = padded_input(input_shape, pad)
-    x = _conv3x3(x, 16, name="stem_conv")
-    for stage in range(3):
-        for index in range(per_stage):
-            strides = 2 if stage > 0 and index == 0 else 1
-            x = wide_block(
-                x,
-                16 * widen_factor * 2**stage,
-                strides,
-                dropout,
-                f"stage{stage + 1}_block{index + 1}",
-            )
+    x = conv(x, 16, 3, name="stem_conv")
+    widths = [16 * widen_factor * 2**stage for stage in range(3)]
+    x = residual_stages(x, [per_stage] * 3, widths, partial(wide_block, dropout=dropout))
     x = bn_relu(x, "final")
     return keras.Model(inputs, logits_head(x, num_classes), name="wrn28_10")
