@@ -8,6 +8,8 @@ from pathlib import Path
 
 import keras
 
+from digit_keras.training import runs
+
 
 class ThroughputMeter(keras.callbacks.Callback):
     """Time the training part of each epoch (validation excluded) and count its images."""
@@ -48,20 +50,22 @@ def make_callbacks(
     run_dir: Path, meter: ThroughputMeter, has_holdout: bool, resuming: bool
 ) -> list[keras.callbacks.Callback]:
     """Backup first: at each epoch end the backup is saved before the history line is written."""
-    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup")), meter]
+    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP_DIR)), meter]
     if has_holdout:
         checkpoint = keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.keras"),
+            str(run_dir / runs.BEST_CHECKPOINT),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
         )
-        previous_best = best_logged(run_dir / "history.csv", "val_accuracy") if resuming else None
+        previous_best = (
+            best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None
+        )
         if previous_best is not None:
             checkpoint.best = previous_best
         callbacks.append(checkpoint)
     callbacks += [
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resuming),
+        keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD_DIR)),
     ]
     return callbacks

@@ -16,6 +16,9 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.json"
 BACKUP_DIR = "backup"
+HISTORY_FILE = "history.csv"
+BEST_CHECKPOINT = "checkpoints/best.keras"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def new_run_dir(arch: str, out: str | Path | None = None) -> Path:
