@@ -11,7 +11,7 @@ that reads the last 4x4 map whole. With augmentation a single model scores about
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import conv_bn_relu
+from digit_keras.models.blocks import conv_bn_relu, logits
 from digit_keras.models.registry import register
 
 
@@ -37,5 +37,4 @@ def basic(
     x = conv_bn_relu(x, 4 * width, 4, padding="valid", name="head")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name="basic")
+    return keras.Model(inputs, logits(x, num_classes), name="basic")

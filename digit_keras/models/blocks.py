@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Sequence
 
+import keras
 from keras import layers
 
 
@@ -36,8 +37,6 @@ def residual_stages(x, blocks: Sequence[int], widths: Sequence[int], block: Call
 
 def padded_input(input_shape: tuple[int, int, int], pad: int):
     """The model input, zero-padded by `pad` pixels a side (2 turns 28x28 into CIFAR's 32x32)."""
-    import keras
-
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.ZeroPadding2D(pad, name="pad")(inputs) if pad else inputs
     return inputs, x
@@ -48,4 +47,9 @@ def logits_head(x, num_classes: int, dropout: float = 0.0):
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
+    return logits(x, num_classes)
+
+
+def logits(x, num_classes: int):
+    """The output layer: float32 even under a mixed-precision policy, so the loss stays exact."""
     return layers.Dense(num_classes, dtype="float32", name="logits")(x)

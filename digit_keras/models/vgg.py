@@ -10,7 +10,7 @@ parameters in all (14.7M in the convs).
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import bn_relu, conv_bn_relu, padded_input
+from digit_keras.models.blocks import bn_relu, conv_bn_relu, logits, padded_input
 from digit_keras.models.registry import register
 
 STAGES = ((1, 2), (2, 2), (4, 3), (8, 3), (8, 3))  # (width multiple, convs) per stage
@@ -35,5 +35,4 @@ def vgg16(
     x = layers.Dense(dense_units, use_bias=False, name="fc")(x)
     x = bn_relu(x, "fc")
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name="vgg16")
+    return keras.Model(inputs, logits(x, num_classes), name="vgg16")
