@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from digit_keras import __version__
+from digit_keras.config import CHOICES
 from digit_keras.errors import UserError
 
 SUBMISSIONS_DIR = Path("submissions")
@@ -22,7 +23,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dataset",
-        choices=("kaggle", "mnist"),
+        choices=CHOICES["data.dataset"],
         help="kaggle CSVs (default) or keras.datasets.mnist, for users without a Kaggle account",
     )
 
@@ -45,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int)
     fit.add_argument("--val-fraction", type=float, help="stratified holdout share (0 = none)")
     fit.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
-    fit.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"))
+    fit.add_argument("--strategy", choices=CHOICES["strategy"])
     fit.add_argument(
         "--precision",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        choices=CHOICES["precision"],
         help="dtype policy; the logits layer stays float32 (default float32)",
     )
     fit.add_argument(
