@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from digit_keras import runtime
 from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.config import TrainConfig, to_toml
@@ -44,6 +46,29 @@ def build_and_compile(config: TrainConfig, steps_per_epoch: int):
     return model
 
 
+@dataclass
+class TrainingData:
+    """Labelled images, where they came from, and which rows train and which are held out."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+
+
+def start_training(config: TrainConfig):
+    """Create the tf.distribute strategy, then seed and set the precision; returns (name, strategy).
+
+    The strategy comes first: a multi-worker one must exist before TensorFlow starts its context.
+    """
+    from digit_keras.training.strategy import make_strategy
+
+    strategy_name, strategy = make_strategy(config.strategy)
+    runtime.configure(config.seed, config.deterministic, config.precision)
+    return strategy_name, strategy
+
+
 def fit(
     config: TrainConfig,
     run_dir: Path,
@@ -52,22 +77,45 @@ def fit(
     extra_callbacks: Sequence = (),
     verbose: str | int = "auto",
 ) -> FitResult:
-    """Train `config.arch` and write model.keras, history.csv, metrics.json into `run_dir`.
+    """Train `config.arch` on a stratified holdout split; see `train_split` for what is written.
 
     With `resuming`, the run continues from the last epoch its backup recorded.
     """
     started = time.perf_counter()
-    from digit_keras.training.strategy import is_chief, make_strategy
-
-    # The strategy comes first: a multi-worker one must exist before TensorFlow starts its context.
-    strategy_name, strategy = make_strategy(config.strategy)
-    runtime.configure(config.seed, config.deterministic, config.precision)
-
-    from digit_keras.data.pipeline import make_dataset
-    from digit_keras.training.callbacks import ThroughputMeter, make_callbacks
-
+    strategy_name, strategy = start_training(config)
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     train_idx, holdout_idx = stratified_holdout(labels, config.data.val_fraction, config.seed)
+    data = TrainingData(images, labels, source, train_idx, holdout_idx)
+    _, metrics = train_split(
+        config, strategy_name, strategy, data, run_dir, resuming, extra_callbacks, verbose
+    )
+    metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
+    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    return FitResult(run_dir, metrics)
+
+
+def train_split(
+    config: TrainConfig,
+    strategy_name: str,
+    strategy,
+    data: TrainingData,
+    run_dir: Path,
+    resuming: bool = False,
+    extra_callbacks: Sequence = (),
+    verbose: str | int = "auto",
+):
+    """Train on `data.train_idx`, validate on `data.holdout_idx`; return (model, metrics).
+
+    Writes config.toml, model.keras, history.csv, metrics.json, checkpoints and TensorBoard logs
+    into `run_dir`. The returned model is the last epoch's: the holdout never selects it.
+    """
+    started = time.perf_counter()
+    from digit_keras.data.pipeline import make_dataset
+    from digit_keras.training.callbacks import ThroughputMeter, make_callbacks
+    from digit_keras.training.strategy import is_chief
+
+    images, labels = data.images, data.labels
+    train_idx, holdout_idx = data.train_idx, data.holdout_idx
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     steps_per_epoch = len(train_idx) // global_batch
@@ -108,7 +156,7 @@ def fit(
     metrics: dict[str, Any] = {
         "arch": config.arch,
         "params": model.count_params(),
-        "data": source,
+        "data": data.source,
         "train_images": len(train_idx),
         "holdout_images": len(holdout_idx),
         "holdout_accuracy": None,
@@ -131,4 +179,4 @@ def fit(
             metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-    return FitResult(run_dir, metrics)
+    return model, metrics
