@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -38,3 +40,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_npy_atomic(target: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)

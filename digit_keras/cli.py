@@ -12,6 +12,7 @@ from digit_keras.config import CHOICES
 from digit_keras.errors import UserError
 
 SUBMISSIONS_DIR = Path("submissions")
+DEFAULT_FOLDS = 5
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,36 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains: architecture, config and its overrides."""
+    parser.add_argument("--arch", help="architecture (default: the config's, else basic)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML config (default configs/<arch>.toml)"
+    )
+    _add_data_options(parser)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="per replica")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
+    parser.add_argument("--strategy", choices=CHOICES["strategy"])
+    parser.add_argument(
+        "--precision",
+        choices=CHOICES["precision"],
+        help="dtype policy; the logits layer stays float32 (default float32)",
+    )
+    parser.add_argument(
+        "--deterministic", action="store_true", default=None, help="deterministic TF ops (slower)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set optimizer.schedule=constant",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digit-keras",
@@ -37,31 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = commands.add_parser("fit", help="train a model on a holdout split and save the run")
-    fit.add_argument("--arch", help="architecture (default: the config's, else basic)")
-    fit.add_argument("--config", metavar="FILE", help="TOML config (default configs/<arch>.toml)")
-    _add_data_options(fit)
-    fit.add_argument("--epochs", type=int)
-    fit.add_argument("--batch-size", type=int, help="per replica")
-    fit.add_argument("--lr", type=float, help="peak learning rate")
-    fit.add_argument("--seed", type=int)
+    _add_training_options(fit)
     fit.add_argument("--val-fraction", type=float, help="stratified holdout share (0 = none)")
-    fit.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
-    fit.add_argument("--strategy", choices=CHOICES["strategy"])
-    fit.add_argument(
-        "--precision",
-        choices=CHOICES["precision"],
-        help="dtype policy; the logits layer stays float32 (default float32)",
-    )
-    fit.add_argument(
-        "--deterministic", action="store_true", default=None, help="deterministic TF ops (slower)"
-    )
-    fit.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set optimizer.schedule=constant",
-    )
     fit.add_argument(
         "--out", metavar="DIR", help="run directory (default saved_models/<arch>-<time>)"
     )
@@ -69,6 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved config"
     )
     fit.set_defaults(handler=run_fit)
+
+    cv = commands.add_parser(
+        "cv", help="train one model per fold; save out-of-fold and test-set logits for ensembles"
+    )
+    _add_training_options(cv)
+    cv.add_argument(
+        "--folds", type=int, help=f"stratified folds, seeded by --seed (default {DEFAULT_FOLDS})"
+    )
+    cv.add_argument(
+        "--holdout",
+        action="store_true",
+        help="train fold 0 only: a 1/FOLDS holdout, for nets too slow for every fold",
+    )
+    cv.add_argument(
+        "--out", metavar="DIR", help="run directory (default saved_models/cv-<arch>-<time>)"
+    )
+    cv.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted cv run at its first open fold"
+    )
+    cv.set_defaults(handler=run_cv)
 
     predict = commands.add_parser("predict", help="write a Kaggle submission from a trained model")
     predict.add_argument(
@@ -82,6 +110,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=1024)
     predict.set_defaults(handler=run_predict)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="combine cv runs: mean, majority vote or Super Learner; write a submission"
+    )
+    ensemble.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished cv runs")
+    ensemble.add_argument(
+        "--method",
+        choices=("mean", "vote", "super"),
+        default="super",
+        help="which ensemble writes the submission (default super); the table scores all",
+    )
+    ensemble.add_argument(
+        "--meta",
+        choices=("logistic", "convex", "discrete"),
+        default="logistic",
+        help="Super Learner meta-learner: multinomial logistic regression on the stacked "
+        "log-probabilities, convex weights, or the single best model (default logistic)",
+    )
+    ensemble.add_argument("--seed", type=int, default=0, help="seeds the meta-learners' folds")
+    ensemble.add_argument(
+        "--out", metavar="FILE", help="submission path (default submissions/ensemble_<method>.csv)"
+    )
+    ensemble.set_defaults(handler=run_ensemble)
 
     models = commands.add_parser("models", help="list the architectures with their size and cost")
     models.set_defaults(handler=run_models)
@@ -120,9 +171,21 @@ def resolve_config(args: argparse.Namespace):
     if args.arch:
         overrides["arch"] = args.arch
     for flag, key in _FLAG_KEYS.items():
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
     return apply_overrides(config, overrides, source="command line") if overrides else config
+
+
+def _refuse_config_flags(args: argparse.Namespace) -> None:
+    """A resumed run continues with its saved config, so flags that would change it are errors."""
+    names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout")
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in names
+        if getattr(args, name, None) not in (None, [], False)
+    ]
+    if given:
+        raise UserError(f"--resume continues with the run's saved config; drop {', '.join(given)}")
 
 
 def run_fit(args: argparse.Namespace) -> None:
@@ -130,12 +193,7 @@ def run_fit(args: argparse.Namespace) -> None:
     from digit_keras.training import runs
 
     if args.resume:
-        names = ("arch", "config", "out", *_FLAG_KEYS, "set")
-        given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, [])]
-        if given:
-            raise UserError(
-                f"--resume continues with the run's saved config; drop {', '.join(given)}"
-            )
+        _refuse_config_flags(args)
         run_dir = runs.resumable_run_dir(args.resume)
         config = load_config(run_dir / runs.CONFIG_FILE)
     else:
@@ -163,6 +221,36 @@ def run_fit(args: argparse.Namespace) -> None:
         )
 
 
+def run_cv(args: argparse.Namespace) -> None:
+    from digit_keras.training import cv, runs
+
+    if args.resume:
+        _refuse_config_flags(args)
+        run_dir, config, settings = cv.resumable_cv_dir(args.resume)
+        folds, holdout = settings["folds"], settings["mode"] == "holdout"
+    else:
+        folds, holdout = args.folds or DEFAULT_FOLDS, args.holdout
+        if folds < 2:
+            raise UserError(f"--folds must be at least 2, got {folds}")
+        config = resolve_config(args)
+        prefix = "holdout" if holdout else "cv"
+        run_dir = runs.new_run_dir(f"{prefix}-{config.arch}", args.out)
+    print(f"run dir: {run_dir}", flush=True)
+    try:
+        metrics = cv.cross_validate(
+            config, run_dir, folds, holdout, data_dir=args.data, resuming=bool(args.resume)
+        )
+    except BaseException:
+        if not args.resume:
+            cv.discard_if_unstarted(run_dir)
+        raise
+    print(
+        f"{metrics['mode']} out-of-fold accuracy: {metrics['oof_accuracy']:.4%} on "
+        f"{metrics['oof_rows']} rows (log-loss {metrics['oof_log_loss']:.4f}); "
+        f"{metrics['wall_time_s']:.0f} s; run dir: {run_dir}"
+    )
+
+
 def run_predict(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     from concurrent.futures import ThreadPoolExecutor
@@ -188,6 +276,40 @@ def run_predict(args: argparse.Namespace) -> None:
     write_submission(labels, out)
     seconds = time.perf_counter() - started
     print(f"wrote {out}: {len(labels)} predictions for {source} in {seconds:.1f} s")
+
+
+def run_ensemble(args: argparse.Namespace) -> None:
+    import json
+
+    from digit_keras.atomic import write_text_atomic
+    from digit_keras.data.submission import write_submission
+    from digit_keras.ensemble.base_runs import load_base_runs
+    from digit_keras.ensemble.evaluate import evaluate, format_table
+
+    members, rows = load_base_runs(args.runs)
+    if not len(rows):
+        raise UserError("the runs share no out-of-fold rows; train them with the same --seed")
+    scored = evaluate(members, rows, args.seed)
+    chosen = f"super:{args.meta}" if args.method == "super" else args.method
+    table = format_table(members, rows, scored)
+    print(table, end="")
+    out = (
+        Path(args.out) if args.out else SUBMISSIONS_DIR / f"ensemble_{chosen.replace(':', '-')}.csv"
+    )
+    report = {
+        "runs": [str(path) for path in args.runs],
+        "oof_rows": len(rows),
+        "submission_method": chosen,
+        "scores": [
+            {"name": s.name, "accuracy": s.accuracy, "log_loss": s.log_loss, "weights": s.weights}
+            for s in scored
+        ],
+    }
+    write_text_atomic(out.with_suffix(".txt"), table)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    labels = next(s.test_labels for s in scored if s.name == chosen)
+    write_submission(labels, out)
+    print(f"wrote {out} ({chosen}, {len(labels)} rows) and its table beside it")
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -1,0 +1,1 @@
+"""Ensembles of cv runs: unweighted mean, majority vote and the Super Learner (stacking)."""

@@ -1,0 +1,174 @@
+"""K-fold cross-validation, or one fold of it: the work behind `digit-keras cv`.
+
+A cv run directory holds:
+  config.toml, cv.json   the resolved config; folds, mode, seed, row counts, data sources
+  folds.npy              fold number of every training row (int8, N): a function of labels and seed
+  labels.npy             the training labels (int32, N), so `ensemble` needs no CSV
+  fold-<k>/              a complete `fit`-style run per fold (model, history, TensorBoard, backup)
+                         plus oof_logits.npy (its held-out rows) and test_logits.npy (the test set)
+  oof_logits.npy         out-of-fold logits for every row (N x 10; NaN for rows never held out)
+  test_logits.npy        test-set logits of each fold model (trained folds x T x 10)
+  metrics.json           per-fold and overall out-of-fold accuracy and log-loss; written last
+
+Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digit_keras.atomic import save_npy_atomic, write_text_atomic
+from digit_keras.config import TrainConfig, load_config, to_toml
+from digit_keras.data import load_test, load_train
+from digit_keras.data.split import stratified_folds
+from digit_keras.errors import UserError
+from digit_keras.scoring import accuracy, log_loss, softmax
+from digit_keras.training import runs
+
+CV_FILE = "cv.json"
+FOLDS_FILE = "folds.npy"
+LABELS_FILE = "labels.npy"
+OOF_LOGITS_FILE = "oof_logits.npy"
+TEST_LOGITS_FILE = "test_logits.npy"
+PREDICT_BATCH = 1024
+
+
+def fold_dir(run_dir: Path, fold: int) -> Path:
+    return run_dir / f"fold-{fold}"
+
+
+def resumable_cv_dir(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]]:
+    """Check that `path` holds an unfinished cv run; return it with its config and cv.json."""
+    run_dir = Path(path)
+    if not (run_dir / CV_FILE).is_file():
+        raise UserError(f"{run_dir}: no {CV_FILE} here, so there is no cv run to resume")
+    if (run_dir / runs.METRICS_FILE).is_file():
+        raise UserError(f"{run_dir}: this cv run already finished ({runs.METRICS_FILE} exists)")
+    settings = json.loads((run_dir / CV_FILE).read_text())
+    return run_dir, load_config(run_dir / runs.CONFIG_FILE), settings
+
+
+def cross_validate(
+    config: TrainConfig,
+    run_dir: Path,
+    folds: int,
+    holdout: bool = False,
+    data_dir: str | Path | None = None,
+    resuming: bool = False,
+    verbose: str | int = "auto",
+) -> dict[str, Any]:
+    """Train one model per fold (fold 0 only with `holdout`); return the metrics it saves.
+
+    A resumed run skips folds whose logits exist, and continues a half-trained fold from its
+    backup. Each fold's model is its last epoch's: the held-out rows never select anything.
+    """
+    started = time.perf_counter()
+    from digit_keras.training.fit import TrainingData, start_training, train_split
+
+    strategy_name, strategy = start_training(config)
+    import keras
+
+    from digit_keras.inference import load_model, predict_logits
+
+    images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
+    test_images, test_source = load_test(config.data.dataset, data_dir)
+    assignment = stratified_folds(labels, folds, config.seed)
+    trained_folds = 1 if holdout else folds
+    if resuming:
+        _check_same_split(run_dir, labels, assignment)
+    else:
+        write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
+        save_npy_atomic(run_dir / FOLDS_FILE, assignment)
+        save_npy_atomic(run_dir / LABELS_FILE, labels)
+        settings = {
+            "mode": "holdout" if holdout else "kfold",
+            "folds": folds,
+            "trained_folds": trained_folds,
+            "seed": config.seed,
+            "arch": config.arch,
+            "rows": len(labels),
+            "data": source,
+            "test_rows": len(test_images),
+            "test_data": test_source,
+        }
+        runs.write_json(run_dir / CV_FILE, settings)
+
+    oof_logits = np.full((len(labels), 10), np.nan, dtype=np.float32)
+    test_logits = []
+    fold_metrics = []
+    for fold in range(trained_folds):
+        directory = fold_dir(run_dir, fold)
+        held_out = np.flatnonzero(assignment == fold)
+        if not (directory / TEST_LOGITS_FILE).is_file():
+            if (directory / runs.MODEL_FILE).is_file():
+                model = load_model(directory / runs.MODEL_FILE)
+            else:
+                print(f"fold {fold + 1}/{folds}: training in {directory}", file=sys.stderr)
+                keras.utils.set_random_seed(config.seed + fold)
+                data = TrainingData(
+                    images, labels, source, np.flatnonzero(assignment != fold), held_out
+                )
+                resume_fold = (directory / runs.CONFIG_FILE).is_file()
+                model, _ = train_split(
+                    config, strategy_name, strategy, data, directory, resume_fold, (), verbose
+                )
+            # One predict call for both sets: each call on a new model traces a new graph.
+            logits = predict_logits(
+                model, np.concatenate([images[held_out], test_images]), PREDICT_BATCH
+            )
+            save_npy_atomic(directory / OOF_LOGITS_FILE, logits[: len(held_out)])
+            save_npy_atomic(directory / TEST_LOGITS_FILE, logits[len(held_out) :])
+        oof_logits[held_out] = np.load(directory / OOF_LOGITS_FILE)
+        test_logits.append(np.load(directory / TEST_LOGITS_FILE))
+        scores = _scores(oof_logits[held_out], labels[held_out])
+        fold_metrics.append({"fold": fold, "rows": len(held_out), **scores})
+        print(
+            f"fold {fold + 1}/{folds}: out-of-fold accuracy {scores['accuracy']:.4%}, "
+            f"log-loss {scores['log_loss']:.4f} on {len(held_out)} rows",
+            file=sys.stderr,
+        )
+
+    save_npy_atomic(run_dir / OOF_LOGITS_FILE, oof_logits)
+    save_npy_atomic(run_dir / TEST_LOGITS_FILE, np.stack(test_logits))
+    predicted = np.flatnonzero(~np.isnan(oof_logits[:, 0]))
+    metrics = {
+        "arch": config.arch,
+        "mode": "holdout" if holdout else "kfold",
+        "oof_rows": len(predicted),
+        **{f"oof_{k}": v for k, v in _scores(oof_logits[predicted], labels[predicted]).items()},
+        "folds": fold_metrics,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    return metrics
+
+
+def discard_if_unstarted(run_dir: Path) -> None:
+    """Remove a new cv run in which no fold got as far as a backed-up epoch."""
+    if not any(
+        (fold / runs.BACKUP_DIR).exists() or (fold / runs.MODEL_FILE).exists()
+        for fold in run_dir.glob("fold-*")
+    ):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {"accuracy": accuracy(logits, labels), "log_loss": log_loss(softmax(logits), labels)}
+
+
+def _check_same_split(run_dir: Path, labels: np.ndarray, assignment: np.ndarray) -> None:
+    """Refuse to resume when the training data no longer gives the run's saved folds."""
+    saved_labels = np.load(run_dir / LABELS_FILE)
+    saved_folds = np.load(run_dir / FOLDS_FILE)
+    if not (np.array_equal(saved_labels, labels) and np.array_equal(saved_folds, assignment)):
+        raise UserError(
+            f"{run_dir}: the training data differs from the data this run started on; "
+            "resume with the same --data"
+        )

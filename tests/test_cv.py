@@ -1,0 +1,97 @@
+"""`digit-keras cv` end to end on tiny synthetic data, then every ensemble method on its runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from digit_keras.cli import main
+from digit_keras.data.split import stratified_folds
+from digit_keras.scoring import accuracy
+from tests.conftest import synthetic_digits
+
+TINY_CV = ["--folds", "2", "--epochs", "1", "--batch-size", "32"]
+
+
+def _cv(data_dir, out, *extra: str) -> int:
+    """A 2-fold cv of a tiny basic CNN (other --arch values need their own size --set)."""
+    extra = extra or ("--set", "model.width=4")
+    return main(["cv", "--data", str(data_dir), *TINY_CV, "--out", str(out), *extra])
+
+
+@pytest.mark.slow
+def test_cv_writes_out_of_fold_logits_that_ensembles_combine(data_dir, tmp_path, capsys):
+    assert _cv(data_dir, "a") == 0
+    assert _cv(data_dir, "b", "--set", "model.width=6") == 0
+    assert _cv(data_dir, "h", "--holdout", "--arch", "mobilenet", "--set", "model.alpha=0.125") == 0
+    _, labels = synthetic_digits(320)
+
+    run = tmp_path / "a"
+    assert np.array_equal(np.load(run / "folds.npy"), stratified_folds(labels, 2, 0))
+    assert np.array_equal(np.load(run / "labels.npy"), labels)
+    oof = np.load(run / "oof_logits.npy")
+    assert oof.shape == (320, 10) and not np.isnan(oof).any()
+    assert np.load(run / "test_logits.npy").shape == (2, 50, 10)
+    for fold in (0, 1):
+        assert (run / f"fold-{fold}" / "model.keras").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["oof_rows"] == 320 and [f["rows"] for f in metrics["folds"]] == [160, 160]
+    assert metrics["oof_accuracy"] == pytest.approx(accuracy(oof, labels))
+
+    holdout = tmp_path / "h"
+    holdout_oof = np.load(holdout / "oof_logits.npy")
+    assert np.array_equal(~np.isnan(holdout_oof[:, 0]), np.load(run / "folds.npy") == 0)
+    assert np.load(holdout / "test_logits.npy").shape == (1, 50, 10)
+    assert not (holdout / "fold-1").exists()
+
+    capsys.readouterr()
+    for method in ("mean", "vote", "super"):
+        assert main(["ensemble", "a", "b", "--method", method, "--out", f"{method}.csv"]) == 0
+        lines = (tmp_path / f"{method}.csv").read_text().splitlines()
+        assert lines[0] == "ImageId,Label" and len(lines) == 51
+    assert main(["ensemble", "a", "b", "h", "--meta", "convex", "--out", "mixed.csv"]) == 0
+    assert json.loads((tmp_path / "mixed.json").read_text())["oof_rows"] == 160
+
+
+@pytest.mark.slow
+def test_killed_cv_resumes_at_its_first_unfinished_fold(data_dir, tmp_path, capsys):
+    assert _cv(data_dir, "run", "--deterministic", "--set", "model.width=4") == 0
+    run = tmp_path / "run"
+    finished_oof = np.load(run / "oof_logits.npy")
+    fold0_logits = (run / "fold-0" / "test_logits.npy").stat().st_mtime_ns
+
+    # Killed while training fold 1: fold 0 is kept, fold 1 trains again from the same seed.
+    (run / "metrics.json").unlink()
+    shutil.rmtree(run / "fold-1")
+    capsys.readouterr()
+    assert main(["cv", "--resume", "run", "--data", str(data_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "training in run/fold-1" in err and "fold-0" not in err
+    assert (run / "fold-0" / "test_logits.npy").stat().st_mtime_ns == fold0_logits
+    np.testing.assert_allclose(np.load(run / "oof_logits.npy"), finished_oof, atol=1e-5)
+
+    # Killed after fold 1's model was saved but before its logits: predict, do not retrain.
+    (run / "metrics.json").unlink()
+    (run / "fold-1" / "test_logits.npy").unlink()
+    assert main(["cv", "--resume", "run", "--data", str(data_dir)]) == 0
+    assert "training" not in capsys.readouterr().err
+    assert (run / "fold-1" / "test_logits.npy").is_file()
+
+    assert main(["cv", "--resume", "run", "--data", str(data_dir)]) == 2
+    assert "already finished" in capsys.readouterr().err
+
+
+def test_cv_rejects_bad_folds_and_config_flags_on_resume(data_dir, tmp_path, capsys):
+    assert _cv(data_dir, "broken", "--set", "model.depth=3") == 2
+    assert "model 'basic' has no option depth" in capsys.readouterr().err
+    assert not (tmp_path / "broken").exists()
+    assert main(["cv", "--data", str(data_dir), "--folds", "1"]) == 2
+    assert "--folds must be at least 2" in capsys.readouterr().err
+    assert main(["cv", "--resume", "nothing"]) == 2
+    assert "no cv.json here" in capsys.readouterr().err
+    assert main(["cv", "--resume", "nothing", "--folds", "3", "--holdout"]) == 2
+    assert "drop --folds, --holdout" in capsys.readouterr().err
+    assert not (tmp_path / "saved_models").exists()
