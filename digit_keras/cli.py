@@ -9,6 +9,7 @@ from pathlib import Path
 
 from digit_keras import __version__
 from digit_keras.config import CHOICES
+from digit_keras.ensemble import META_LEARNER_NAMES, METHODS
 from digit_keras.errors import UserError
 
 SUBMISSIONS_DIR = Path("submissions")
@@ -117,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished cv runs")
     ensemble.add_argument(
         "--method",
-        choices=("mean", "vote", "super"),
+        choices=METHODS,
         default="super",
         help="which ensemble writes the submission (default super); the table scores all",
     )
     ensemble.add_argument(
         "--meta",
-        choices=("logistic", "convex", "discrete"),
+        choices=META_LEARNER_NAMES,
         default="logistic",
         help="Super Learner meta-learner: multinomial logistic regression on the stacked "
         "log-probabilities, convex weights, or the single best model (default logistic)",

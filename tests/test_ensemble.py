@@ -11,9 +11,11 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from digit_keras.cli import main
 from digit_keras.data.split import stratified_folds
+from digit_keras.ensemble import META_LEARNER_NAMES
 from digit_keras.ensemble.base_runs import load_base_runs
 from digit_keras.ensemble.combine import majority_vote, mean_probabilities
 from digit_keras.ensemble.super_learner import (
+    META_LEARNERS,
     ConvexWeights,
     DiscreteSuperLearner,
     cross_validated_probabilities,
@@ -134,6 +136,7 @@ def test_ensemble_command_writes_table_report_and_submission(tmp_path, labels, c
     for name in ("good (basic)", "fair (basic)", "mean", "vote", "super:logistic",
                  "super:convex", "super:discrete"):  # fmt: skip
         assert f"\n{name} " in out, name
+    assert tuple(META_LEARNERS) == META_LEARNER_NAMES  # the CLI offers exactly these
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["submission_method"] == "vote" and report["oof_rows"] == len(labels)
     scores = {s["name"]: s for s in report["scores"]}
