@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from digit_keras import __version__
 from digit_keras.config import CHOICES
 from digit_keras.ensemble import META_LEARNER_NAMES, METHODS
 from digit_keras.errors import UserError
+from digit_keras.tuning import TUNERS
 
 SUBMISSIONS_DIR = Path("submissions")
 DEFAULT_FOLDS = 5
@@ -30,14 +32,15 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
+def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = True) -> None:
     """Options shared by every command that trains: architecture, config and its overrides."""
     parser.add_argument("--arch", help="architecture (default: the config's, else basic)")
     parser.add_argument(
         "--config", metavar="FILE", help="TOML config (default configs/<arch>.toml)"
     )
     _add_data_options(parser)
-    parser.add_argument("--epochs", type=int)
+    if with_epochs:
+        parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="per replica")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--seed", type=int)
@@ -98,6 +101,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN_DIR", help="continue an interrupted cv run at its first open fold"
     )
     cv.set_defaults(handler=run_cv)
+
+    tune = commands.add_parser(
+        "tune", help="search an architecture's hyperparameters with keras-tuner; write best.toml"
+    )
+    _add_training_options(tune, with_epochs=False)
+    tune.add_argument("--tuner", choices=TUNERS, help="(default random)")
+    tune.add_argument(
+        "--space", metavar="FILE", help="search space TOML (default configs/tune/<arch>.toml)"
+    )
+    tune.add_argument(
+        "--epochs",
+        dest="trial_epochs",
+        type=int,
+        help="epochs per trial, Hyperband's most per trial (default: the space's [search])",
+    )
+    tune.add_argument(
+        "--max-trials", type=int, help="random and bayesian (default: the space's [search])"
+    )
+    tune.add_argument(
+        "--out", metavar="DIR", help="run directory (default saved_models/tune-<arch>-<time>)"
+    )
+    tune.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="continue an interrupted search (default: the newest unfinished tune-<arch>-*)",
+    )
+    tune.set_defaults(handler=run_tune)
 
     predict = commands.add_parser("predict", help="write a Kaggle submission from a trained model")
     predict.add_argument(
@@ -177,13 +209,14 @@ def resolve_config(args: argparse.Namespace):
     return apply_overrides(config, overrides, source="command line") if overrides else config
 
 
-def _refuse_config_flags(args: argparse.Namespace) -> None:
+def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
     """A resumed run continues with its saved config, so flags that would change it are errors."""
     names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout")
+    names += ("tuner", "space", "trial_epochs", "max_trials")
     given = [
-        f"--{name.replace('_', '-')}"
+        f"--{name.replace('_', '-').replace('trial-', '')}"
         for name in names
-        if getattr(args, name, None) not in (None, [], False)
+        if name not in allowed and getattr(args, name, None) not in (None, [], False)
     ]
     if given:
         raise UserError(f"--resume continues with the run's saved config; drop {', '.join(given)}")
@@ -250,6 +283,74 @@ def run_cv(args: argparse.Namespace) -> None:
         f"{metrics['oof_rows']} rows (log-loss {metrics['oof_log_loss']:.4f}); "
         f"{metrics['wall_time_s']:.0f} s; run dir: {run_dir}"
     )
+
+
+def run_tune(args: argparse.Namespace) -> None:
+    from digit_keras.runtime import import_tensorflow
+
+    import_tensorflow()
+    from digit_keras.config import load_config
+    from digit_keras.training import runs
+    from digit_keras.tuning.search import (
+        SPACE_FILE,
+        SearchSettings,
+        format_trials,
+        load_settings,
+        run_search,
+    )
+    from digit_keras.tuning.space import default_space_path, load_space
+
+    if args.resume:
+        _refuse_config_flags(args, allowed=("arch",))  # --arch picks the search to resume
+        run_dir = _resumable_tune_dir(args.resume, args.arch or "basic")
+        base = load_config(run_dir / runs.CONFIG_FILE)
+        space = load_space(run_dir / SPACE_FILE, base)
+        settings = load_settings(run_dir)
+    else:
+        base = resolve_config(args)
+        space = load_space(args.space or default_space_path(base.arch), base)
+        settings = SearchSettings(
+            tuner=args.tuner or "random",
+            epochs=args.trial_epochs or space.search["epochs"],
+            max_trials=args.max_trials or space.search["max_trials"],
+            patience=space.search["patience"],
+        )
+        if os.environ.get("KERASTUNER_TUNER_ID"):  # distributed: one folder for chief and workers
+            if not args.out:
+                raise UserError("a distributed search needs the same --out DIR on every process")
+            run_dir = Path(args.out)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = runs.new_run_dir(f"tune-{base.arch}", args.out)
+    print(f"run dir: {run_dir}", flush=True)
+    rows = run_search(base, space, settings, run_dir, args.data, resuming=bool(args.resume))
+    if rows is None:
+        print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished; the chief writes the results")
+        return
+    print(format_trials(rows), end="")
+    print(f"best config: {run_dir / 'best.toml'} (train it with: digit-keras fit --config ...)")
+
+
+def _resumable_tune_dir(spec: str, arch: str) -> Path:
+    """The tune run to continue: `spec`, or for 'latest' the newest unfinished one of `arch`."""
+    from digit_keras.training.runs import RUNS_ROOT
+    from digit_keras.tuning.search import BEST_CONFIG, SETTINGS_FILE
+
+    if spec == "latest":
+        unfinished = [
+            p.parent
+            for p in RUNS_ROOT.glob(f"tune-{arch}-*/{SETTINGS_FILE}")
+            if not (p.parent / BEST_CONFIG).exists()
+        ]
+        if not unfinished:
+            raise UserError(f"no unfinished tune-{arch}-* search in {RUNS_ROOT}/ to resume")
+        return max(unfinished, key=lambda p: p.stat().st_mtime)
+    run_dir = Path(spec)
+    if not (run_dir / SETTINGS_FILE).is_file():
+        raise UserError(f"{run_dir}: no {SETTINGS_FILE} here, so there is no search to resume")
+    if (run_dir / BEST_CONFIG).is_file():
+        raise UserError(f"{run_dir}: this search already finished ({BEST_CONFIG} exists)")
+    return run_dir
 
 
 def run_predict(args: argparse.Namespace) -> None:

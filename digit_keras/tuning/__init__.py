@@ -1,0 +1,3 @@
+"""Hyperparameter search with keras-tuner: search spaces from TOML, trials through `fit`'s parts."""
+
+TUNERS = ("random", "hyperband", "bayesian")

@@ -1,0 +1,243 @@
+"""Run a keras-tuner search: the work behind `digit-keras tune`.
+
+Trials build through the model registry and train through the same tf.data pipeline, strategy
+and optimizer code as `fit`; the objective is the holdout's `val_accuracy`. The run directory
+holds `config.toml` (the base config), `space.toml`, `tune.json` (tuner settings), the keras-tuner
+project in `tuner/`, `tensorboard/<trial>/`, then `trials.csv`, `trials.txt` and `best.toml`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from digit_keras.runtime import import_tensorflow
+
+import_tensorflow()  # before keras_tuner imports Keras and TensorFlow with their start-up noise
+import keras  # noqa: E402
+import keras_tuner  # noqa: E402
+
+from digit_keras.atomic import write_text_atomic  # noqa: E402
+from digit_keras.config import TrainConfig, apply_overrides, to_toml  # noqa: E402
+from digit_keras.data import load_train  # noqa: E402
+from digit_keras.data.pipeline import make_dataset  # noqa: E402
+from digit_keras.data.split import stratified_holdout  # noqa: E402
+from digit_keras.errors import UserError  # noqa: E402
+from digit_keras.training import runs  # noqa: E402
+from digit_keras.training.fit import TrainingData, build_and_compile, start_training  # noqa: E402
+from digit_keras.tuning.space import SearchSpace  # noqa: E402
+
+PROJECT = "tuner"
+SPACE_FILE = "space.toml"
+SETTINGS_FILE = "tune.json"
+TRIALS_CSV = "trials.csv"
+TRIALS_TABLE = "trials.txt"
+BEST_CONFIG = "best.toml"
+OBJECTIVE = "val_accuracy"
+
+
+@dataclass
+class SearchSettings:
+    tuner: str  # random | hyperband | bayesian
+    epochs: int  # per trial; Hyperband's max_epochs
+    max_trials: int  # random and bayesian only: Hyperband sizes its own brackets
+    patience: int  # early stopping of random and bayesian trials; 0 = off
+
+
+class DigitHyperModel(keras_tuner.HyperModel):
+    """One trial: the base config with the trial's values, built and trained like `fit` does."""
+
+    def __init__(
+        self,
+        base: TrainConfig,
+        space: SearchSpace,
+        trial_epochs: int,
+        data: TrainingData,
+        replicas: int = 1,
+    ):
+        super().__init__(name=f"digit-keras-{base.arch}")
+        self.base, self.space, self.trial_epochs, self.data = base, space, trial_epochs, data
+        self.replicas = replicas
+
+    def trial_config(self, hp) -> TrainConfig:
+        overrides = {"epochs": self.trial_epochs, **self.space.sample(hp)}
+        return apply_overrides(self.base, overrides, source=str(self.space.path))
+
+    def build(self, hp) -> keras.Model:
+        config = self.trial_config(hp)
+        keras.utils.set_random_seed(config.seed)
+        keras.mixed_precision.set_global_policy(config.precision)
+        steps = len(self.data.train_idx) // (config.batch_size * self.replicas)
+        if steps == 0:
+            raise UserError(f"{len(self.data.train_idx)} images cannot fill one global batch")
+        return build_and_compile(config, steps)
+
+    def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
+        """Train on the tuning split; report the objective with the epochs and seconds it took."""
+        config = self.trial_config(hp)
+        data, batch = self.data, config.batch_size * self.replicas
+        train = data.train_idx
+        train_ds = make_dataset(
+            data.images[train], data.labels[train], batch, True, config.augment, config.seed
+        )
+        holdout = data.holdout_idx
+        holdout_ds = make_dataset(data.images[holdout], data.labels[holdout], batch)
+        started = time.perf_counter()
+        history = model.fit(
+            train_ds,
+            validation_data=holdout_ds,
+            epochs=epochs or config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=list(callbacks),
+            shuffle=False,
+            verbose=kwargs.get("verbose", "auto"),
+        )
+        return {
+            OBJECTIVE: max(history.history[OBJECTIVE]),
+            "val_loss": min(history.history["val_loss"]),
+            "epochs": len(history.history[OBJECTIVE]),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+
+def run_search(
+    base: TrainConfig,
+    space: SearchSpace,
+    settings: SearchSettings,
+    run_dir: Path,
+    data_dir: str | Path | None = None,
+    resuming: bool = False,
+    extra_callbacks: Sequence = (),
+    verbose: str | int = "auto",
+) -> list[dict[str, Any]] | None:
+    """Search, then write the trial table and best.toml; returns the table's rows.
+
+    A keras-tuner worker (KERASTUNER_TUNER_ID not 'chief' with an oracle address set) only runs
+    the trials the chief hands out, and returns None: the chief writes the results.
+    """
+    _, strategy = start_training(base)
+    images, labels, source = load_train(base.data.dataset, data_dir, base.data.limit)
+    train_idx, holdout_idx = stratified_holdout(labels, base.data.val_fraction, base.seed)
+    if not len(holdout_idx):
+        raise UserError("tuning needs a holdout to score trials: set data.val_fraction above 0")
+    data = TrainingData(images, labels, source, train_idx, holdout_idx)
+    hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy.num_replicas_in_sync)
+    worker = is_worker()
+    if not resuming and not worker:
+        write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(base))
+        shutil.copyfile(space.path, run_dir / SPACE_FILE)
+        runs.write_json(run_dir / SETTINGS_FILE, asdict(settings))
+
+    tuner = _make_tuner(hypermodel, settings, run_dir, base.seed, strategy)
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.TENSORBOARD_DIR))]
+    if settings.tuner != "hyperband" and settings.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(OBJECTIVE, patience=settings.patience, mode="max")
+        )
+    tuner.search(callbacks=[*callbacks, *extra_callbacks], verbose=verbose)
+    if worker:
+        return None
+
+    rows = trial_rows(tuner, space)
+    completed = [row for row in rows if row["status"] == "COMPLETED"]
+    if not completed:
+        raise UserError(f"{run_dir}: no trial completed; see {PROJECT}/trial_*/trial.json")
+    write_text_atomic(run_dir / TRIALS_CSV, _as_csv(rows))
+    write_text_atomic(run_dir / TRIALS_TABLE, format_trials(rows))
+    best = tuner.oracle.get_best_trials(1)[0]
+    best_config = apply_overrides(
+        base, space.overrides(best.hyperparameters.values), source="best trial"
+    )
+    header = (
+        f"# Best of {len(completed)} trials ({settings.tuner} search, {run_dir}): trial "
+        f"{best.trial_id}, holdout accuracy {best.score:.4%} after {settings.epochs} epochs.\n"
+        "# That score picked this config, so it is optimistic; `fit` measures it afresh.\n"
+    )
+    write_text_atomic(run_dir / BEST_CONFIG, header + to_toml(best_config))
+    return rows
+
+
+def is_worker() -> bool:
+    """Whether this process is a keras-tuner worker that takes trials from a chief oracle."""
+    from keras_tuner.src.distribute import utils
+
+    return utils.has_chief_oracle() and not utils.is_chief_oracle()
+
+
+def _make_tuner(hypermodel, settings, run_dir, seed, strategy):
+    """A tuner on `run_dir`; a project already there (an interrupted search) is reloaded."""
+    common = {
+        "objective": keras_tuner.Objective(OBJECTIVE, "max"),
+        "directory": str(run_dir),
+        "project_name": PROJECT,
+        "overwrite": False,
+        "seed": seed,
+        "distribution_strategy": strategy,
+    }
+    if settings.tuner == "hyperband":
+        return keras_tuner.Hyperband(hypermodel, max_epochs=settings.epochs, factor=3, **common)
+    tuner_class = {
+        "random": keras_tuner.RandomSearch,
+        "bayesian": keras_tuner.BayesianOptimization,
+    }[settings.tuner]
+    return tuner_class(hypermodel, max_trials=settings.max_trials, **common)
+
+
+def trial_rows(tuner, space: SearchSpace) -> list[dict[str, Any]]:
+    """One row per trial in the order they were created: its values, score, epochs and time."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        values = trial.hyperparameters.values
+        metrics = trial.metrics
+
+        def last(name: str, metrics=metrics) -> Any:
+            return metrics.get_last_value(name) if metrics.exists(name) else None
+
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "status": trial.status,
+                OBJECTIVE: trial.score,
+                "epochs": None if last("epochs") is None else int(last("epochs")),
+                "seconds": last("seconds"),
+                **{h.key: values.get(h.key) for h in space.hyperparameters},
+            }
+        )
+    return rows
+
+
+def _as_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_trials(rows: list[dict[str, Any]]) -> str:
+    """The trial table as aligned plain text, best score first."""
+    ordered = sorted(rows, key=lambda row: -(row[OBJECTIVE] or -1.0))
+    header = list(rows[0])
+    cells = [header, *([_cell(row[key]) for key in header] for row in ordered)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return "".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) + "\n"
+                   for line in cells)  # fmt: skip
+
+
+def load_settings(run_dir: Path) -> SearchSettings:
+    return SearchSettings(**json.loads((run_dir / SETTINGS_FILE).read_text()))

@@ -1,0 +1,160 @@
+"""Search spaces: `configs/tune/<arch>.toml` maps config keys to keras-tuner hyperparameters.
+
+Each entry under `[space]` is a config key, as `--set` takes it, with a `type`:
+
+    [space."optimizer.learning_rate"]
+    type = "float"          # float | int | choice | boolean
+    min = 3e-4
+    max = 1e-2
+    sampling = "log"        # linear (default) | log | reverse_log; float and int only
+
+`[search]` holds the defaults of `--epochs` (per trial), `--max-trials` and `patience` (epochs
+without a better holdout score before a random or Bayesian trial stops).
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digit_keras.config import CONFIG_DIR, TrainConfig, apply_overrides
+from digit_keras.errors import ConfigError
+
+SPACE_DIR = CONFIG_DIR / "tune"
+_FIELDS = {
+    "float": ({"min", "max"}, {"step", "sampling"}),
+    "int": ({"min", "max"}, {"step", "sampling"}),
+    "choice": ({"values"}, set()),
+    "boolean": (set(), set()),
+}
+_SAMPLINGS = ("linear", "log", "reverse_log")
+_SEARCH_DEFAULTS = {"epochs": 5, "max_trials": 10, "patience": 2}
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    key: str  # the config key the value overrides, e.g. "optimizer.learning_rate"
+    kind: str
+    options: dict[str, Any]
+
+    def sample(self, hp) -> Any:
+        """Ask keras-tuner's HyperParameters for this trial's value."""
+        o = self.options
+        if self.kind == "float":
+            return hp.Float(
+                self.key, o["min"], o["max"], o.get("step"), o.get("sampling", "linear")
+            )
+        if self.kind == "int":
+            return hp.Int(self.key, o["min"], o["max"], o.get("step"), o.get("sampling", "linear"))
+        if self.kind == "choice":
+            return hp.Choice(self.key, o["values"])
+        return hp.Boolean(self.key)
+
+    def examples(self) -> list[Any]:
+        """Values at the edges of the range, to check they make a valid config."""
+        if self.kind == "choice":
+            return list(self.options["values"])
+        if self.kind == "boolean":
+            return [False, True]
+        return [self.options["min"], self.options["max"]]
+
+
+@dataclass
+class SearchSpace:
+    path: Path
+    hyperparameters: list[Hyperparameter]
+    search: dict[str, int] = field(default_factory=lambda: dict(_SEARCH_DEFAULTS))
+
+    def sample(self, hp) -> dict[str, Any]:
+        """Config overrides for one trial."""
+        return {h.key: h.sample(hp) for h in self.hyperparameters}
+
+    def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The config overrides in a finished trial's hyperparameter values."""
+        return {h.key: values[h.key] for h in self.hyperparameters if h.key in values}
+
+
+def default_space_path(arch: str) -> Path:
+    return SPACE_DIR / f"{arch}.toml"
+
+
+def load_space(path: str | Path, base: TrainConfig) -> SearchSpace:
+    """Read and check a space file against `base`: every key must be a config key of its arch."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: search space file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - {"space", "search"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown table '{unknown[0]}'; expected [space] and [search]")
+    search = dict(_SEARCH_DEFAULTS)
+    for key, value in raw.get("search", {}).items():
+        if key not in search:
+            raise ConfigError(f"{path}: [search] unknown key '{key}'; expected {list(search)}")
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{path}: [search] '{key}' must be a non-negative integer")
+        search[key] = value
+    entries = _flatten(raw.get("space", {}), path)
+    if not entries:
+        raise ConfigError(f"{path}: [space] names no hyperparameter")
+    hyperparameters = [_parse_entry(key, entry, path, base) for key, entry in entries.items()]
+    return SearchSpace(path, hyperparameters, search)
+
+
+def _flatten(table: dict[str, Any], path: Path, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """[space."model.width"] and [space.model.width] both work: a table with `type` is an entry."""
+    entries = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: space key '{key}' must be a table with a type")
+        if "type" in value:
+            entries[key] = value
+        else:
+            entries.update(_flatten(value, path, f"{key}."))
+    return entries
+
+
+def _parse_entry(key: str, entry: dict[str, Any], path: Path, base: TrainConfig) -> Hyperparameter:
+    where = f"{path}: space key '{key}'"
+    kind = entry["type"]
+    if kind not in _FIELDS:
+        raise ConfigError(f"{where}: type {kind!r} is not one of {', '.join(_FIELDS)}")
+    required, optional = _FIELDS[kind]
+    options = {name: value for name, value in entry.items() if name != "type"}
+    if missing := sorted(required - set(options)):
+        raise ConfigError(f"{where}: {kind} needs {', '.join(missing)}")
+    if extra := sorted(set(options) - required - optional):
+        raise ConfigError(f"{where}: {kind} takes no {', '.join(extra)}")
+    if kind in ("float", "int"):
+        if not options["min"] < options["max"]:
+            raise ConfigError(f"{where}: min must be below max")
+        sampling = options.get("sampling", "linear")
+        if sampling not in _SAMPLINGS:
+            raise ConfigError(f"{where}: sampling {sampling!r} is not one of {_SAMPLINGS}")
+        if sampling != "linear" and options["min"] <= 0:
+            raise ConfigError(f"{where}: {sampling} sampling needs min > 0")
+    if kind == "choice" and (not isinstance(options["values"], list) or not options["values"]):
+        raise ConfigError(f"{where}: values must be a non-empty list")
+    hyperparameter = Hyperparameter(key, kind, options)
+    _check_key(hyperparameter, where, base)
+    return hyperparameter
+
+
+def _check_key(hyperparameter: Hyperparameter, where: str, base: TrainConfig) -> None:
+    """The key must name a config field (or a model option of the arch) and take every value."""
+    from digit_keras.models import get_builder
+
+    key = hyperparameter.key
+    if key.startswith("model."):
+        options = inspect.signature(get_builder(base.arch)).parameters
+        if key.removeprefix("model.") not in options:
+            raise ConfigError(f"{where}: model {base.arch!r} has no option of that name")
+    for value in hyperparameter.examples():
+        apply_overrides(base, {key: value}, source=where)  # raises naming the key and value
