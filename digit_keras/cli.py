@@ -63,6 +63,16 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
     )
 
 
+def _add_run_dir_options(
+    parser: argparse.ArgumentParser, name: str, resume_help: str, resume_optional: bool = False
+) -> None:
+    parser.add_argument(
+        "--out", metavar="DIR", help=f"run directory (default saved_models/{name}-<time>)"
+    )
+    optional = {"nargs": "?", "const": "latest"} if resume_optional else {}
+    parser.add_argument("--resume", metavar="RUN_DIR", help=resume_help, **optional)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digit-keras",
@@ -74,12 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="train a model on a holdout split and save the run")
     _add_training_options(fit)
     fit.add_argument("--val-fraction", type=float, help="stratified holdout share (0 = none)")
-    fit.add_argument(
-        "--out", metavar="DIR", help="run directory (default saved_models/<arch>-<time>)"
-    )
-    fit.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved config"
-    )
+    _add_run_dir_options(fit, "<arch>", "continue an interrupted run with its saved config")
     fit.set_defaults(handler=run_fit)
 
     cv = commands.add_parser(
@@ -94,12 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train fold 0 only: a 1/FOLDS holdout, for nets too slow for every fold",
     )
-    cv.add_argument(
-        "--out", metavar="DIR", help="run directory (default saved_models/cv-<arch>-<time>)"
-    )
-    cv.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue an interrupted cv run at its first open fold"
-    )
+    _add_run_dir_options(cv, "cv-<arch>", "continue an interrupted cv run at its first open fold")
     cv.set_defaults(handler=run_cv)
 
     tune = commands.add_parser(
@@ -119,15 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--max-trials", type=int, help="random and bayesian (default: the space's [search])"
     )
-    tune.add_argument(
-        "--out", metavar="DIR", help="run directory (default saved_models/tune-<arch>-<time>)"
-    )
-    tune.add_argument(
-        "--resume",
-        nargs="?",
-        const="latest",
-        metavar="RUN_DIR",
-        help="continue an interrupted search (default: the newest unfinished tune-<arch>-*)",
+    _add_run_dir_options(
+        tune,
+        "tune-<arch>",
+        "continue an interrupted search (no RUN_DIR: the newest unfinished tune-<arch>-*)",
+        resume_optional=True,
     )
     tune.set_defaults(handler=run_tune)
 

@@ -79,16 +79,20 @@ def default_config_path(arch: str) -> Path:
     return CONFIG_DIR / f"{arch}.toml"
 
 
+def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed one is a one-line ConfigError naming it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TOML config file into a validated TrainConfig."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    return from_dict(raw, source=str(path))
+    return from_dict(read_toml(path), source=str(path))
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -15,12 +15,11 @@ without a better holdout score before a random or Bayesian trial stops).
 from __future__ import annotations
 
 import inspect
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from digit_keras.config import CONFIG_DIR, TrainConfig, apply_overrides
+from digit_keras.config import CONFIG_DIR, TrainConfig, apply_overrides, read_toml
 from digit_keras.errors import ConfigError
 
 SPACE_DIR = CONFIG_DIR / "tune"
@@ -84,12 +83,7 @@ def default_space_path(arch: str) -> Path:
 def load_space(path: str | Path, base: TrainConfig) -> SearchSpace:
     """Read and check a space file against `base`: every key must be a config key of its arch."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: search space file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    raw = read_toml(path, "search space file")
     unknown = sorted(set(raw) - {"space", "search"})
     if unknown:
         raise ConfigError(f"{path}: unknown table '{unknown[0]}'; expected [space] and [search]")
