@@ -272,7 +272,7 @@ def run_cv(args: argparse.Namespace) -> None:
         )
     except BaseException:
         if not args.resume:
-            cv.discard_if_unstarted(run_dir)
+            runs.discard_if_unstarted(run_dir, cv.PROGRESS)
         raise
     print(
         f"{metrics['mode']} out-of-fold accuracy: {metrics['oof_accuracy']:.4%} on "
@@ -288,6 +288,7 @@ def run_tune(args: argparse.Namespace) -> None:
     from digit_keras.config import load_config
     from digit_keras.training import runs
     from digit_keras.tuning.search import (
+        PROJECT,
         SPACE_FILE,
         SearchSettings,
         format_trials,
@@ -319,7 +320,12 @@ def run_tune(args: argparse.Namespace) -> None:
         else:
             run_dir = runs.new_run_dir(f"tune-{base.arch}", args.out)
     print(f"run dir: {run_dir}", flush=True)
-    rows = run_search(base, space, settings, run_dir, args.data, resuming=bool(args.resume))
+    try:
+        rows = run_search(base, space, settings, run_dir, args.data, resuming=bool(args.resume))
+    except BaseException:
+        if not args.resume and not os.environ.get("KERASTUNER_TUNER_ID"):
+            runs.discard_if_unstarted(run_dir, (f"{PROJECT}/trial_*",))
+        raise
     if rows is None:
         print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished; the chief writes the results")
         return

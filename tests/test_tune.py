@@ -109,6 +109,12 @@ def test_a_malformed_space_file_is_a_one_line_error_naming_the_key(
     assert not (tmp_path / "search").exists()
 
 
+def test_a_search_that_cannot_start_leaves_no_run_directory(space_file, tmp_path, capsys):
+    assert _tune(tmp_path / "no-data-here", space_file, "search") == 2
+    assert "train.csv" in capsys.readouterr().err
+    assert not (tmp_path / "search").exists()
+
+
 def test_every_architecture_ships_a_space_that_fits_it():
     from digit_keras.models import list_models
 

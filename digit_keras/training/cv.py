@@ -16,7 +16,6 @@ Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ LABELS_FILE = "labels.npy"
 OOF_LOGITS_FILE = "oof_logits.npy"
 TEST_LOGITS_FILE = "test_logits.npy"
 PREDICT_BATCH = 1024
+# What a cv run has to show for itself before a failure should leave it on disk.
+PROGRESS = (f"fold-*/{runs.BACKUP_DIR}", f"fold-*/{runs.MODEL_FILE}")
 
 
 def fold_dir(run_dir: Path, fold: int) -> Path:
@@ -148,15 +149,6 @@ def cross_validate(
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return metrics
-
-
-def discard_if_unstarted(run_dir: Path) -> None:
-    """Remove a new cv run in which no fold got as far as a backed-up epoch."""
-    if not any(
-        (fold / runs.BACKUP_DIR).exists() or (fold / runs.MODEL_FILE).exists()
-        for fold in run_dir.glob("fold-*")
-    ):
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

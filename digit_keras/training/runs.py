@@ -48,9 +48,10 @@ def resumable_run_dir(path: str | Path) -> Path:
     return run_dir
 
 
-def discard_if_unstarted(run_dir: Path) -> None:
-    """Remove a new run directory whose training failed before any epoch was backed up."""
-    if run_dir.is_dir() and not (run_dir / BACKUP_DIR).exists():
+def discard_if_unstarted(run_dir: Path, progress: tuple[str, ...] = (BACKUP_DIR,)) -> None:
+    """Remove a new run directory that failed before anything matching a `progress` glob
+    (by default: a backed-up epoch) was written, so a failed start leaves nothing behind."""
+    if run_dir.is_dir() and not any(any(run_dir.glob(pattern)) for pattern in progress):
         shutil.rmtree(run_dir)
 
 

@@ -157,7 +157,8 @@ def run_search(
     )
     header = (
         f"# Best of {len(completed)} trials ({settings.tuner} search, {run_dir}): trial "
-        f"{best.trial_id}, holdout accuracy {best.score:.4%} after {settings.epochs} epochs.\n"
+        f"{best.trial_id}, holdout accuracy {best.score:.4%} (best epoch of a trial of at most "
+        f"{settings.epochs} epochs).\n"
         "# That score picked this config, so it is optimistic; `fit` measures it afresh.\n"
     )
     write_text_atomic(run_dir / BEST_CONFIG, header + to_toml(best_config))
