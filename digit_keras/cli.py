@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--model",
         required=True,
-        help="run directory, .keras file, or 'latest' (newest finished run)",
+        help="run directory, .keras file, SavedModel directory, .onnx file, "
+        "or 'latest' (newest finished run)",
     )
     _add_data_options(predict)
     predict.add_argument(
@@ -139,6 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=1024)
     predict.set_defaults(handler=run_predict)
+
+    export = commands.add_parser(
+        "export", help="write a run's model as a SavedModel and/or ONNX, verified against Keras"
+    )
+    export.add_argument("--model", required=True, metavar="RUN_DIR", help="a finished run")
+    export.add_argument("--format", choices=("savedmodel", "onnx", "all"), default="all")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: tf2onnx's)")
+    export.add_argument(
+        "--check-images",
+        type=int,
+        default=1024,
+        help="images the check runs on: the first test-set rows, if found (default 1024)",
+    )
+    _add_data_options(export)
+    export.set_defaults(handler=run_export)
 
     ensemble = commands.add_parser(
         "ensemble", help="combine cv runs: mean, majority vote or Super Learner; write a submission"
@@ -361,25 +377,53 @@ def run_predict(args: argparse.Namespace) -> None:
 
     from digit_keras.data import load_test
     from digit_keras.data.submission import write_submission
-    from digit_keras.runtime import import_tensorflow
-    from digit_keras.training import runs
+    from digit_keras.predictors import load_predictor, locate
 
-    model_path = runs.resolve_model(args.model)
-    dataset = args.dataset or _run_dataset(model_path.parent)
-    # Parse the CSV while TensorFlow imports: pandas' parser releases the GIL, so this saves ~1 s.
+    source = locate(args.model)
+    dataset = args.dataset or _run_dataset(source.run_dir)
+    # Parse the CSV while the model's runtime imports: pandas' parser releases the GIL.
     with ThreadPoolExecutor(max_workers=1) as pool:
         test_data = pool.submit(load_test, dataset, args.data)
-        import_tensorflow()
-        images, source = test_data.result()
-    from digit_keras.inference import load_model, predict_logits
-
-    model = load_model(model_path)
-    labels = predict_logits(model, images, args.batch_size).argmax(axis=1)
-    run_name = model_path.parent.name if model_path.name == runs.MODEL_FILE else model_path.stem
-    out = Path(args.out) if args.out else SUBMISSIONS_DIR / f"submission_{run_name}.csv"
+        predictor = load_predictor(source)
+        images, data_source = test_data.result()
+    labels = predictor(images, args.batch_size).argmax(axis=1)
+    in_run = (source.run_dir / "config.toml").is_file()
+    name = source.run_dir.name if in_run else source.path.stem
+    suffix = "" if source.kind == "keras" else f"_{source.kind}"
+    out = Path(args.out) if args.out else SUBMISSIONS_DIR / f"submission_{name}{suffix}.csv"
     write_submission(labels, out)
     seconds = time.perf_counter() - started
-    print(f"wrote {out}: {len(labels)} predictions for {source} in {seconds:.1f} s")
+    print(f"wrote {out}: {len(labels)} predictions for {data_source} in {seconds:.1f} s")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from digit_keras.data import load_test
+    from digit_keras.errors import DataError
+    from digit_keras.export import FORMATS, export
+    from digit_keras.inference import load_model
+    from digit_keras.training import runs
+
+    run_dir = Path(args.model)
+    if not (run_dir / runs.MODEL_FILE).is_file():
+        raise UserError(f"{run_dir}: no {runs.MODEL_FILE} here; --model takes a finished run")
+    try:  # check on real digits when the test set is at hand, else on seeded random pixels
+        images = load_test(_run_dataset(run_dir), args.data)[0][: args.check_images]
+        checked_on = "test-set images"
+    except DataError:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (args.check_images, 28, 28, 1), dtype=np.uint8)
+        checked_on = "random images (no test set found)"
+    formats = FORMATS if args.format == "all" else (args.format,)
+    report = export(load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, args.opset)
+    for fmt in formats:
+        entry = report[fmt]
+        print(
+            f"{fmt}: {entry['path']} ({entry['bytes'] / 1e6:.2f} MB, {entry['seconds']:.1f} s); "
+            f"on {len(images)} {checked_on}: max probability difference from Keras "
+            f"{entry['max_abs_diff']:.1e}, labels agree {entry['argmax_agreement']:.2%}"
+        )
 
 
 def run_ensemble(args: argparse.Namespace) -> None:

@@ -44,8 +44,11 @@ def _foldable_pairs(model) -> dict[str, object]:
     return pairs
 
 
-def fold_batch_norm(model):
+def fold_batch_norm(model, dtype: str | None = None):
     """An inference-only copy of `model` with (depthwise) conv -> BatchNormalization pairs merged.
+
+    With `dtype` (e.g. "float32"), every layer of the copy computes in it, whatever policy the
+    model trained under.
 
     BN in inference mode is y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta, which is
     again a conv: kernel * s and bias (b - mean) * s + beta, with s = gamma / sqrt(var + eps).
@@ -64,10 +67,12 @@ def fold_batch_norm(model):
 
     def clone(layer):
         config = layer.get_config()
+        if dtype is not None:
+            config["dtype"] = dtype
         if layer.name in pairs:
             config["use_bias"] = True
         elif layer.name in folded_bns:
-            return FoldedBatchNorm(name=layer.name)
+            return FoldedBatchNorm(name=layer.name, dtype=dtype)
         return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone)

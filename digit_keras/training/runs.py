@@ -70,15 +70,5 @@ def latest_run(root: Path = RUNS_ROOT) -> Path:
     return max(finished, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
 
 
-def resolve_model(spec: str) -> Path:
-    """Accept a run directory, a .keras file, or `latest` (the newest finished run)."""
-    path = latest_run() if spec == "latest" else Path(spec)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise UserError(f"{path}: model file not found")
-    return path
-
-
 def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,167 @@
+"""Deployable copies of a trained model, SavedModel and ONNX, each checked against Keras.
+
+The exported graph is float32 inference only, whatever precision the run trained in: no
+augmentation (that lives in the data pipeline), no dropout, BatchNorm folded into the convs, and
+the 1/255 scaling and the softmax built in. Input `image`: float32 (batch, 28, 28, 1) holding raw
+pixel values 0-255, as in the Kaggle CSVs; output: the 10 class probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digit_keras.atomic import atomic_path, write_text_atomic
+from digit_keras.errors import UserError
+from digit_keras.predictors import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    onnx_probabilities,
+    onnx_session,
+    savedmodel_probabilities,
+    savedmodel_signature,
+)
+from digit_keras.runtime import import_tensorflow
+
+SAVEDMODEL_DIR = "savedmodel"
+ONNX_FILE = "model.onnx"
+REPORT_FILE = "export.json"
+FORMATS = ("savedmodel", "onnx")
+TOLERANCE = 1e-4  # largest allowed difference in any probability, exported vs Keras
+
+
+def serving_model(model):
+    """The float32 inference graph that gets exported: pixels 0-255 in, probabilities out."""
+    import_tensorflow()
+    import keras
+
+    from digit_keras.inference import fold_batch_norm
+
+    core = fold_batch_norm(model, dtype="float32")
+    image = keras.Input((28, 28, 1), name=INPUT_NAME, dtype="float32")
+    scaled = keras.layers.Rescaling(1 / 255, dtype="float32")(image)
+    probabilities = keras.layers.Softmax(name=OUTPUT_NAME, dtype="float32")(core(scaled))
+    serving = keras.Model(image, probabilities, name=f"{model.name}_serving")
+    serving(np.zeros((1, 28, 28, 1), np.float32))  # ONNX export needs a model called once
+    return serving
+
+
+def write_savedmodel(serving, target: Path) -> None:
+    """A SavedModel whose `serving_default` signature maps `image` to `probabilities`."""
+    tf = import_tensorflow()
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda image: {OUTPUT_NAME: serving(image, training=False)},
+        input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.float32, name=INPUT_NAME)],
+    )
+    _replace_dir(target, lambda tmp: archive.write_out(str(tmp), verbose=False))
+
+
+def write_onnx(serving, target: Path, opset: int | None = None) -> None:
+    """An ONNX graph (via tf2onnx) with input `image` and a dynamic batch dimension."""
+    import keras
+
+    spec = keras.InputSpec(shape=(None, 28, 28, 1), dtype="float32", name=INPUT_NAME)
+    with atomic_path(target) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # Keras' tf2onnx patch probes np.object
+        serving.export(
+            str(tmp), format="onnx", input_signature=[spec], opset_version=opset, verbose=False
+        )
+        _name_onnx_interface(tmp)
+
+
+def _name_onnx_interface(path: Path) -> None:
+    """tf2onnx names the output after a TF op and the batch axis `unk__N`; give them our names."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        for index, name in enumerate(node.output):
+            if name == old:
+                node.output[index] = OUTPUT_NAME
+    proto.graph.output[0].name = OUTPUT_NAME
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.save(proto, str(path))
+
+
+def export(
+    model, run_dir: Path, formats: tuple[str, ...], images: np.ndarray, opset: int | None = None
+) -> dict[str, Any]:
+    """Write each format into `run_dir`, verify it on `images` (uint8), record it in export.json.
+
+    A format whose probabilities differ from the Keras serving model's by more than TOLERANCE is
+    removed again and reported as an error.
+    """
+    serving = serving_model(model)
+    expected = serving.predict(images.astype(np.float32), batch_size=256, verbose=0)
+    report_path = run_dir / REPORT_FILE
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    for fmt in formats:
+        started = time.perf_counter()
+        if fmt == "savedmodel":
+            target = run_dir / SAVEDMODEL_DIR
+            write_savedmodel(serving, target)
+            seconds = time.perf_counter() - started
+            got = savedmodel_probabilities(savedmodel_signature(target), images)
+        else:
+            target = run_dir / ONNX_FILE
+            write_onnx(serving, target, opset)
+            seconds = time.perf_counter() - started
+            got = onnx_probabilities(onnx_session(target), images)
+        entry = {
+            "path": str(target),
+            "seconds": round(seconds, 2),
+            "bytes": _size(target),
+            "max_abs_diff": float(np.max(np.abs(got - expected))),
+            "argmax_agreement": float(np.mean(got.argmax(1) == expected.argmax(1))),
+            "checked_images": len(images),
+            "tolerance": TOLERANCE,
+        }
+        if entry["max_abs_diff"] > TOLERANCE or entry["argmax_agreement"] < 1.0:
+            _remove(target)
+            raise UserError(
+                f"{target}: exported model disagrees with Keras (max probability difference "
+                f"{entry['max_abs_diff']:.2e}, labels agree on {entry['argmax_agreement']:.2%}); "
+                "removed"
+            )
+        report[fmt] = entry
+        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _replace_dir(target: Path, write) -> None:
+    """Write a directory beside `target`, then swap it in, so a failure leaves the old one."""
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        write(tmp / "out")
+        if target.exists():
+            shutil.rmtree(target)
+        (tmp / "out").rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""Every model format `predict --model` takes, behind one call: images in, class scores out.
+
+A run directory or `.keras` file runs in Keras, a SavedModel directory in TensorFlow, and a
+`.onnx` file in onnxruntime, which never imports TensorFlow, so ONNX predictions start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digit_keras.errors import UserError
+from digit_keras.runtime import import_tensorflow
+from digit_keras.training import runs
+
+SAVEDMODEL_FILE = "saved_model.pb"
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+
+# (uint8 images (N, 28, 28, 1), batch size) -> scores (N, 10) whose argmax is the label
+Predictor = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass
+class ModelSource:
+    path: Path
+    kind: str  # keras | savedmodel | onnx
+    run_dir: Path  # where the run's config.toml would be
+
+
+def locate(spec: str) -> ModelSource:
+    """Resolve `latest`, a run directory, a `.keras` file, a SavedModel directory or a `.onnx`."""
+    path = runs.latest_run() if spec == "latest" else Path(spec)
+    if path.is_dir():
+        if (path / SAVEDMODEL_FILE).is_file():
+            return ModelSource(path, "savedmodel", path.parent)
+        if (path / runs.MODEL_FILE).is_file():
+            return ModelSource(path / runs.MODEL_FILE, "keras", path)
+        raise UserError(f"{path}: no {runs.MODEL_FILE} (a run) or {SAVEDMODEL_FILE} (a SavedModel)")
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    kinds = {".keras": "keras", ".onnx": "onnx"}
+    if path.suffix not in kinds:
+        raise UserError(
+            f"{path}: not a model; expected a run directory, .keras, SavedModel or .onnx"
+        )
+    return ModelSource(path, kinds[path.suffix], path.parent)
+
+
+def load_predictor(source: ModelSource) -> Predictor:
+    if source.kind == "onnx":
+        session = onnx_session(source.path)
+        return lambda images, batch: onnx_probabilities(session, images, batch)
+    if source.kind == "savedmodel":
+        signature = savedmodel_signature(source.path)
+        return lambda images, batch: savedmodel_probabilities(signature, images, batch)
+    from digit_keras.inference import load_model, predict_logits
+
+    model = load_model(source.path)
+    return lambda images, batch: predict_logits(model, images, batch)
+
+
+def onnx_session(path: Path):
+    """An onnxruntime CPU session; a corrupt file is a one-line error."""
+    import onnxruntime
+
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for a bad file
+        raise UserError(f"{path}: cannot load ONNX model: {str(err).splitlines()[0]}") from None
+
+
+def onnx_probabilities(session, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return _batched(lambda x: session.run(None, {name: x})[0], images, batch_size)
+
+
+def savedmodel_signature(path: Path):
+    tf = import_tensorflow()
+    try:
+        return tf.saved_model.load(str(path)).signatures["serving_default"]
+    except Exception as err:  # TF raises many types for a damaged SavedModel
+        raise UserError(f"{path}: cannot load SavedModel: {str(err).splitlines()[0]}") from None
+
+
+def savedmodel_probabilities(signature, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def run(pixels: np.ndarray) -> np.ndarray:
+        return signature(**{INPUT_NAME: pixels})[OUTPUT_NAME].numpy()
+
+    return _batched(run, images, batch_size)
+
+
+def _batched(run, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Exported models take float32 pixel values 0-255; feed them batch by batch."""
+    outputs = [
+        run(images[start : start + batch_size].astype(np.float32))
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)

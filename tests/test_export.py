@@ -1,0 +1,123 @@
+"""`digit-keras export` and `predict` from every format: parity with Keras, no TF for ONNX."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digit_keras.cli import main
+from digit_keras.runtime import import_tensorflow
+from tests.conftest import TINY
+
+import_tensorflow()
+from digit_keras.export import TOLERANCE, export  # noqa: E402
+from digit_keras.models import build_model, list_models  # noqa: E402
+
+
+def _train(data_dir, out, precision: str = "float32"):
+    """A tiny model trained for one epoch."""
+    args = ["fit", "--data", str(data_dir), "--epochs", "1", "--batch-size", "32"]
+    assert main([*args, "--set", "model.width=4", "--precision", precision, "--out", out]) == 0
+    return Path(out).resolve()
+
+
+@pytest.fixture
+def trained_run(data_dir, tmp_path):
+    return _train(data_dir, "run")
+
+
+@pytest.mark.slow
+def test_export_both_formats_then_predict_the_same_labels_from_each(
+    trained_run, data_dir, tmp_path, capsys
+):
+    assert main(["export", "--model", str(trained_run), "--data", str(data_dir)]) == 0
+    report = json.loads((trained_run / "export.json").read_text())
+    for fmt in ("savedmodel", "onnx"):
+        assert report[fmt]["max_abs_diff"] <= TOLERANCE and report[fmt]["argmax_agreement"] == 1
+        assert report[fmt]["checked_images"] == 50 and report[fmt]["bytes"] > 0
+    assert (trained_run / "savedmodel" / "saved_model.pb").is_file()
+
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(trained_run / "model.onnx"))
+    (image,), (output,) = session.get_inputs(), session.get_outputs()
+    assert (image.name, image.shape, image.type) == ("image", ["batch", 28, 28, 1], "tensor(float)")
+    assert (output.name, output.shape) == ("probabilities", ["batch", 10])
+    probabilities = session.run(None, {"image": np.zeros((3, 28, 28, 1), np.float32)})[0]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    submissions = []
+    for model in ("run", "run/savedmodel", "run/model.onnx"):
+        out = tmp_path / f"{model.replace('/', '_')}.csv"
+        assert main(["predict", "--model", model, "--data", str(data_dir), "--out", str(out)]) == 0
+        submissions.append(out.read_text())
+    assert submissions[0] == submissions[1] == submissions[2]
+    assert submissions[0].count("\n") == 51
+
+
+@pytest.mark.slow
+def test_a_mixed_precision_run_exports_a_float32_graph(data_dir, tmp_path):
+    run = _train(data_dir, "bf16", precision="mixed_bfloat16")
+    assert main(["export", "--model", str(run), "--data", str(data_dir)]) == 0
+    report = json.loads((run / "export.json").read_text())
+    assert max(report[fmt]["max_abs_diff"] for fmt in ("savedmodel", "onnx")) <= TOLERANCE
+    import onnx
+
+    graph = onnx.load(str(run / "model.onnx")).graph
+    float32 = onnx.TensorProto.FLOAT
+    assert graph.input[0].type.tensor_type.elem_type == float32
+    assert {t.data_type for t in graph.initializer if t.data_type != onnx.TensorProto.INT64} == {
+        float32
+    }
+
+
+@pytest.mark.slow
+def test_predicting_with_onnx_does_not_import_tensorflow(trained_run, data_dir, tmp_path):
+    assert main(["export", "--model", str(trained_run), "--format", "onnx"]) == 0
+    code = (
+        "import sys\n"
+        "from digit_keras.cli import main\n"
+        f"code = main(['predict', '--model', 'run/model.onnx', '--data', {str(data_dir)!r}])\n"
+        "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "0 False False"
+    assert (tmp_path / "submissions" / "submission_run_onnx.csv").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_every_architecture_exports_with_parity(name, tmp_path):
+    model = build_model(name, **TINY[name])
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    report = export(model, tmp_path, ("savedmodel", "onnx"), images)
+    for fmt in ("savedmodel", "onnx"):
+        assert report[fmt]["max_abs_diff"] <= TOLERANCE, fmt
+
+
+def test_missing_and_corrupt_models_are_one_line_errors(tmp_path, data_dir, capsys):
+    (tmp_path / "broken.onnx").write_bytes(b"not a protobuf")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "badsaved").mkdir()
+    (tmp_path / "badsaved" / "saved_model.pb").write_bytes(b"not a protobuf")
+    cases = {
+        "broken.onnx": "broken.onnx: cannot load ONNX model",
+        "badsaved": "badsaved: cannot load SavedModel",
+        "empty": "empty: no model.keras (a run) or saved_model.pb",
+        "missing.onnx": "missing.onnx: model file not found",
+        "notes.txt": "notes.txt: model file not found",
+    }
+    for model, message in cases.items():
+        assert main(["predict", "--model", model, "--data", str(data_dir)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["export", "--model", "empty"]) == 2
+    assert "empty: no model.keras here" in capsys.readouterr().err
+    assert not (tmp_path / "submissions").exists()
