@@ -304,6 +304,7 @@ def run_tune(args: argparse.Namespace) -> None:
     from digit_keras.config import load_config
     from digit_keras.training import runs
     from digit_keras.tuning.search import (
+        BEST_CONFIG,
         PROJECT,
         SPACE_FILE,
         SearchSettings,
@@ -346,7 +347,7 @@ def run_tune(args: argparse.Namespace) -> None:
         print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished; the chief writes the results")
         return
     print(format_trials(rows), end="")
-    print(f"best config: {run_dir / 'best.toml'} (train it with: digit-keras fit --config ...)")
+    print(f"best config; train it with: digit-keras fit --config {run_dir / BEST_CONFIG}")
 
 
 def _resumable_tune_dir(spec: str, arch: str) -> Path:
