@@ -94,6 +94,28 @@ def fit(
     return FitResult(run_dir, metrics)
 
 
+def count_steps(train_images: int, global_batch: int) -> int:
+    """Steps per epoch (the last partial batch is dropped); an error if there is not one."""
+    if train_images < global_batch:
+        raise UserError(
+            f"{train_images} training images cannot fill one global batch of {global_batch}"
+        )
+    return train_images // global_batch
+
+
+def make_split_datasets(config: TrainConfig, data: TrainingData, global_batch: int):
+    """The augmented, shuffled training dataset and the holdout's (None if it has no rows)."""
+    from digit_keras.data.pipeline import make_dataset
+
+    train, holdout = data.train_idx, data.holdout_idx
+    train_ds = make_dataset(
+        data.images[train], data.labels[train], global_batch, True, config.augment, config.seed
+    )
+    if not len(holdout):
+        return train_ds, None
+    return train_ds, make_dataset(data.images[holdout], data.labels[holdout], global_batch)
+
+
 def train_split(
     config: TrainConfig,
     strategy_name: str,
@@ -110,25 +132,14 @@ def train_split(
     into `run_dir`. The returned model is the last epoch's: the holdout never selects it.
     """
     started = time.perf_counter()
-    from digit_keras.data.pipeline import make_dataset
     from digit_keras.training.callbacks import ThroughputMeter, make_callbacks
     from digit_keras.training.strategy import is_chief
 
-    images, labels = data.images, data.labels
     train_idx, holdout_idx = data.train_idx, data.holdout_idx
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
-    steps_per_epoch = len(train_idx) // global_batch
-    if steps_per_epoch == 0:
-        raise UserError(
-            f"{len(train_idx)} training images cannot fill one global batch of {global_batch}"
-        )
-    train_ds = make_dataset(
-        images[train_idx], labels[train_idx], global_batch, True, config.augment, config.seed
-    )
-    holdout_ds = None
-    if len(holdout_idx):
-        holdout_ds = make_dataset(images[holdout_idx], labels[holdout_idx], global_batch)
+    steps_per_epoch = count_steps(len(train_idx), global_batch)
+    train_ds, holdout_ds = make_split_datasets(config, data, global_batch)
 
     if not is_chief(strategy):
         run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))

@@ -27,11 +27,16 @@ import keras_tuner  # noqa: E402
 from digit_keras.atomic import write_text_atomic  # noqa: E402
 from digit_keras.config import TrainConfig, apply_overrides, to_toml  # noqa: E402
 from digit_keras.data import load_train  # noqa: E402
-from digit_keras.data.pipeline import make_dataset  # noqa: E402
 from digit_keras.data.split import stratified_holdout  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
-from digit_keras.training.fit import TrainingData, build_and_compile, start_training  # noqa: E402
+from digit_keras.training.fit import (  # noqa: E402
+    TrainingData,
+    build_and_compile,
+    count_steps,
+    make_split_datasets,
+    start_training,
+)
 from digit_keras.tuning.space import SearchSpace  # noqa: E402
 
 PROJECT = "tuner"
@@ -74,21 +79,14 @@ class DigitHyperModel(keras_tuner.HyperModel):
         config = self.trial_config(hp)
         keras.utils.set_random_seed(config.seed)
         keras.mixed_precision.set_global_policy(config.precision)
-        steps = len(self.data.train_idx) // (config.batch_size * self.replicas)
-        if steps == 0:
-            raise UserError(f"{len(self.data.train_idx)} images cannot fill one global batch")
+        steps = count_steps(len(self.data.train_idx), config.batch_size * self.replicas)
         return build_and_compile(config, steps)
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Train on the tuning split; report the objective with the epochs and seconds it took."""
         config = self.trial_config(hp)
-        data, batch = self.data, config.batch_size * self.replicas
-        train = data.train_idx
-        train_ds = make_dataset(
-            data.images[train], data.labels[train], batch, True, config.augment, config.seed
-        )
-        holdout = data.holdout_idx
-        holdout_ds = make_dataset(data.images[holdout], data.labels[holdout], batch)
+        batch = config.batch_size * self.replicas
+        train_ds, holdout_ds = make_split_datasets(config, self.data, batch)
         started = time.perf_counter()
         history = model.fit(
             train_ds,
