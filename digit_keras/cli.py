@@ -385,8 +385,10 @@ def run_predict(args: argparse.Namespace) -> None:
     # Parse the CSV while the model's runtime imports: pandas' parser releases the GIL.
     with ThreadPoolExecutor(max_workers=1) as pool:
         test_data = pool.submit(load_test, dataset, args.data)
-        predictor = load_predictor(source)
-        images, data_source = test_data.result()
+        try:
+            predictor = load_predictor(source)
+        finally:  # a bad test set is reported before a bad model, whichever failed first
+            images, data_source = test_data.result()
     labels = predictor(images, args.batch_size).argmax(axis=1)
     in_run = (source.run_dir / "config.toml").is_file()
     name = source.run_dir.name if in_run else source.path.stem
