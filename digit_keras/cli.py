@@ -352,7 +352,7 @@ def run_tune(args: argparse.Namespace) -> None:
 
 def _resumable_tune_dir(spec: str, arch: str) -> Path:
     """The tune run to continue: `spec`, or for 'latest' the newest unfinished one of `arch`."""
-    from digit_keras.training.runs import RUNS_ROOT
+    from digit_keras.training.runs import RUNS_ROOT, resumable_run_dir
     from digit_keras.tuning.search import BEST_CONFIG, SETTINGS_FILE
 
     if spec == "latest":
@@ -364,12 +364,7 @@ def _resumable_tune_dir(spec: str, arch: str) -> Path:
         if not unfinished:
             raise UserError(f"no unfinished tune-{arch}-* search in {RUNS_ROOT}/ to resume")
         return max(unfinished, key=lambda p: p.stat().st_mtime)
-    run_dir = Path(spec)
-    if not (run_dir / SETTINGS_FILE).is_file():
-        raise UserError(f"{run_dir}: no {SETTINGS_FILE} here, so there is no search to resume")
-    if (run_dir / BEST_CONFIG).is_file():
-        raise UserError(f"{run_dir}: this search already finished ({BEST_CONFIG} exists)")
-    return run_dir
+    return resumable_run_dir(spec, SETTINGS_FILE, BEST_CONFIG, "search")
 
 
 def run_predict(args: argparse.Namespace) -> None:
@@ -379,6 +374,7 @@ def run_predict(args: argparse.Namespace) -> None:
     from digit_keras.data import load_test
     from digit_keras.data.submission import write_submission
     from digit_keras.predictors import load_predictor, locate
+    from digit_keras.training import runs
 
     source = locate(args.model)
     dataset = args.dataset or _run_dataset(source.run_dir)
@@ -390,7 +386,7 @@ def run_predict(args: argparse.Namespace) -> None:
         finally:  # a bad test set is reported before a bad model, whichever failed first
             images, data_source = test_data.result()
     labels = predictor(images, args.batch_size).argmax(axis=1)
-    in_run = (source.run_dir / "config.toml").is_file()
+    in_run = (source.run_dir / runs.CONFIG_FILE).is_file()
     name = source.run_dir.name if in_run else source.path.stem
     suffix = "" if source.kind == "keras" else f"_{source.kind}"
     out = Path(args.out) if args.out else SUBMISSIONS_DIR / f"submission_{name}{suffix}.csv"

@@ -47,11 +47,7 @@ def fold_dir(run_dir: Path, fold: int) -> Path:
 
 def resumable_cv_dir(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]]:
     """Check that `path` holds an unfinished cv run; return it with its config and cv.json."""
-    run_dir = Path(path)
-    if not (run_dir / CV_FILE).is_file():
-        raise UserError(f"{run_dir}: no {CV_FILE} here, so there is no cv run to resume")
-    if (run_dir / runs.METRICS_FILE).is_file():
-        raise UserError(f"{run_dir}: this cv run already finished ({runs.METRICS_FILE} exists)")
+    run_dir = runs.resumable_run_dir(path, CV_FILE, runs.METRICS_FILE, "cv run")
     settings = json.loads((run_dir / CV_FILE).read_text())
     return run_dir, load_config(run_dir / runs.CONFIG_FILE), settings
 
@@ -82,6 +78,7 @@ def cross_validate(
     test_images, test_source = load_test(config.data.dataset, data_dir)
     assignment = stratified_folds(labels, folds, config.seed)
     trained_folds = 1 if holdout else folds
+    mode = "holdout" if holdout else "kfold"
     if resuming:
         _check_same_split(run_dir, labels, assignment)
     else:
@@ -89,7 +86,7 @@ def cross_validate(
         save_npy_atomic(run_dir / FOLDS_FILE, assignment)
         save_npy_atomic(run_dir / LABELS_FILE, labels)
         settings = {
-            "mode": "holdout" if holdout else "kfold",
+            "mode": mode,
             "folds": folds,
             "trained_folds": trained_folds,
             "seed": config.seed,
@@ -141,7 +138,7 @@ def cross_validate(
     predicted = np.flatnonzero(~np.isnan(oof_logits[:, 0]))
     metrics = {
         "arch": config.arch,
-        "mode": "holdout" if holdout else "kfold",
+        "mode": mode,
         "oof_rows": len(predicted),
         **{f"oof_{k}": v for k, v in _scores(oof_logits[predicted], labels[predicted]).items()},
         "folds": fold_metrics,

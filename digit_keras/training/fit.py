@@ -57,6 +57,13 @@ class TrainingData:
     holdout_idx: np.ndarray
 
 
+def load_holdout_split(config: TrainConfig, data_dir: str | Path | None) -> TrainingData:
+    """The config's training rows, split into train and the stratified, seeded holdout."""
+    images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
+    train_idx, holdout_idx = stratified_holdout(labels, config.data.val_fraction, config.seed)
+    return TrainingData(images, labels, source, train_idx, holdout_idx)
+
+
 def start_training(config: TrainConfig):
     """Create the tf.distribute strategy, then seed and set the precision; returns (name, strategy).
 
@@ -83,9 +90,7 @@ def fit(
     """
     started = time.perf_counter()
     strategy_name, strategy = start_training(config)
-    images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
-    train_idx, holdout_idx = stratified_holdout(labels, config.data.val_fraction, config.seed)
-    data = TrainingData(images, labels, source, train_idx, holdout_idx)
+    data = load_holdout_split(config, data_dir)
     _, metrics = train_split(
         config, strategy_name, strategy, data, run_dir, resuming, extra_callbacks, verbose
     )

@@ -38,13 +38,16 @@ def new_run_dir(arch: str, out: str | Path | None = None) -> Path:
     return run_dir
 
 
-def resumable_run_dir(path: str | Path) -> Path:
-    """Check that `path` holds a run that was started but did not finish."""
+def resumable_run_dir(
+    path: str | Path, started: str = CONFIG_FILE, finished: str = MODEL_FILE, kind: str = "run"
+) -> Path:
+    """Check that `path` holds a `kind` that was started (has `started`) but did not finish
+    (has no `finished`); fit, cv and tune each name their own marker files."""
     run_dir = Path(path)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise UserError(f"{run_dir}: no {CONFIG_FILE} here, so there is no run to resume")
-    if (run_dir / MODEL_FILE).is_file():
-        raise UserError(f"{run_dir}: this run already finished ({MODEL_FILE} exists)")
+    if not (run_dir / started).is_file():
+        raise UserError(f"{run_dir}: no {started} here, so there is no {kind} to resume")
+    if (run_dir / finished).is_file():
+        raise UserError(f"{run_dir}: this {kind} already finished ({finished} exists)")
     return run_dir
 
 

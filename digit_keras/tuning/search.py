@@ -26,14 +26,13 @@ import keras_tuner  # noqa: E402
 
 from digit_keras.atomic import write_text_atomic  # noqa: E402
 from digit_keras.config import TrainConfig, apply_overrides, to_toml  # noqa: E402
-from digit_keras.data import load_train  # noqa: E402
-from digit_keras.data.split import stratified_holdout  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
 from digit_keras.training.fit import (  # noqa: E402
     TrainingData,
     build_and_compile,
     count_steps,
+    load_holdout_split,
     make_split_datasets,
     start_training,
 )
@@ -121,11 +120,9 @@ def run_search(
     the trials the chief hands out, and returns None: the chief writes the results.
     """
     _, strategy = start_training(base)
-    images, labels, source = load_train(base.data.dataset, data_dir, base.data.limit)
-    train_idx, holdout_idx = stratified_holdout(labels, base.data.val_fraction, base.seed)
-    if not len(holdout_idx):
+    data = load_holdout_split(base, data_dir)
+    if not len(data.holdout_idx):
         raise UserError("tuning needs a holdout to score trials: set data.val_fraction above 0")
-    data = TrainingData(images, labels, source, train_idx, holdout_idx)
     hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy.num_replicas_in_sync)
     worker = is_worker()
     if not resuming and not worker:
