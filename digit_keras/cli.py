@@ -52,7 +52,7 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
         help="dtype policy; the logits layer stays float32 (default float32)",
     )
     parser.add_argument(
-        "--deterministic", action="store_true", default=None, help="deterministic TF ops (slower)"
+        "--deterministic", action="store_true", default=None, help="deterministic kernels (slower)"
     )
     parser.add_argument(
         "--set",
@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=run_predict)
 
     export = commands.add_parser(
-        "export", help="write a run's model as a SavedModel and/or ONNX, verified against Keras"
+        "export",
+        help="write a run's model as a SavedModel and/or ONNX, verified against Keras "
+        "(runs on TensorFlow whatever KERAS_BACKEND says)",
     )
     export.add_argument("--model", required=True, metavar="RUN_DIR", help="a finished run")
     export.add_argument("--format", choices=("savedmodel", "onnx", "all"), default="all")
@@ -298,9 +300,9 @@ def run_cv(args: argparse.Namespace) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> None:
-    from digit_keras.runtime import import_tensorflow
+    from digit_keras.runtime import import_keras
 
-    import_tensorflow()
+    import_keras()
     from digit_keras.config import load_config
     from digit_keras.training import runs
     from digit_keras.tuning.search import (
@@ -396,6 +398,9 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
+    from digit_keras.runtime import use_tensorflow_backend
+
+    use_tensorflow_backend("export")
     import numpy as np
 
     from digit_keras.data import load_test
@@ -460,9 +465,9 @@ def run_ensemble(args: argparse.Namespace) -> None:
 
 
 def run_models(args: argparse.Namespace) -> None:
-    from digit_keras.runtime import import_tensorflow
+    from digit_keras.runtime import import_keras
 
-    import_tensorflow()
+    import_keras()
     from digit_keras.models import build_model, list_models
     from digit_keras.models.stats import describe
 

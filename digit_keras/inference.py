@@ -12,14 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from digit_keras.errors import UserError
-from digit_keras.runtime import import_tensorflow
+from digit_keras.runtime import import_keras
 
 
 def load_model(path: Path):
     """Load a `.keras` file for inference, turning a corrupt file into a one-line error."""
-    import_tensorflow()
-    import keras
-
+    keras = import_keras()
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive

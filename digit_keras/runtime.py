@@ -1,12 +1,18 @@
-"""Process-wide TensorFlow/Keras setup: a quiet TF import, seeds, determinism, precision.
+"""Process-wide Keras setup: a quiet import on either backend, seeds, determinism, precision.
 
-TensorFlow is imported here and only when a command needs it, so `digit-keras --help` stays instant.
+Keras runs on TensorFlow (the default) or JAX, chosen by $KERAS_BACKEND before Keras is imported.
+TensorFlow is imported only when a command needs it, so `digit-keras --help` stays instant and
+the JAX path works where TensorFlow is not installed.
 """
 
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import ModuleType
+
+from digit_keras.errors import UserError
+
+JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
 
 
 @contextmanager
@@ -24,30 +30,70 @@ def _stderr_muted():
         os.close(devnull)
 
 
+def _quietly():
+    """Mute TensorFlow's start-up noise unless TF_CPP_MIN_LOG_LEVEL=0 or 1 asks for it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return nullcontext() if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1") else _stderr_muted()
+
+
+def import_keras() -> ModuleType:
+    """Import Keras on its configured backend; that imports TensorFlow only on TensorFlow."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    try:
+        with _quietly():
+            import keras
+    except ImportError as err:  # the backend's own package is missing
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        raise UserError(
+            f"Keras backend {backend!r} cannot start ({err}); install requirements.txt for "
+            "TensorFlow, or requirements-jax.txt and set KERAS_BACKEND=jax"
+        ) from None
+    return keras
+
+
+def backend() -> str:
+    """The Keras backend of this process: "tensorflow" or "jax"."""
+    return import_keras().backend.backend()
+
+
 def import_tensorflow() -> ModuleType:
-    """Import TensorFlow (and Keras on top of it) without TF's C++ log noise.
+    """Import TensorFlow itself, for the tf.data pipeline and SavedModel/ONNX export.
 
     Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own start-up messages again.
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
-        import keras
-        import tensorflow as tf
-    else:
-        with _stderr_muted():
-            import keras  # noqa: F401
+    import_keras()
+    try:
+        with _quietly():
             import tensorflow as tf
+    except ImportError:
+        raise UserError(
+            "this needs TensorFlow, which is not installed; install requirements.txt"
+        ) from None
     return tf
 
 
-def configure(seed: int, deterministic: bool = False, precision: str = "float32") -> None:
-    """Seed every RNG Keras uses, optionally force deterministic TF ops, set the dtype policy."""
-    tf = import_tensorflow()
-    import keras
+def use_tensorflow_backend(purpose: str) -> None:
+    """Run Keras on TensorFlow whatever $KERAS_BACKEND says: `purpose` is TensorFlow's own work
+    (SavedModel, tf2onnx). Too late once Keras runs on another backend: that is an error."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    elif backend() != "tensorflow":
+        raise UserError(f"{purpose} needs Keras on TensorFlow, not {backend()}")
 
+
+def request_determinism() -> None:
+    """Ask for deterministic kernels; on JAX this must happen before JAX starts its devices."""
+    if backend() == "tensorflow":
+        import_tensorflow().config.experimental.enable_op_determinism()
+    elif JAX_DETERMINISM_FLAG not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {JAX_DETERMINISM_FLAG}"
+
+
+def configure(seed: int, precision: str = "float32") -> None:
+    """Seed every RNG Keras uses and set the dtype policy."""
+    keras = import_keras()
     keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(precision)

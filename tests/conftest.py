@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +69,42 @@ def tiny_overrides(name: str) -> list[str]:
     """`--set model.KEY=VALUE` arguments that make `fit --arch name` train the tiny model."""
     return [f"--set=model.{key}={json.dumps(list(value) if isinstance(value, tuple) else value)}"
             for key, value in TINY[name].items()]  # fmt: skip
+
+
+REPO = Path(__file__).resolve().parent.parent
+# Runs `digit-keras` commands in one process (one JAX start-up) with TensorFlow unimportable.
+_JAX_CLI = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["tensorflow"] = None  # any `import tensorflow` now fails
+    from digit_keras.cli import main
+    codes = [main(argv) for argv in json.loads(sys.argv[1])]
+    print(json.dumps({"codes": codes, "tensorflow": sys.modules["tensorflow"] is not None}))
+    """
+)
+
+
+def run_cli_on_jax(commands: list[list[str]], cwd: Path, devices: int = 1) -> dict:
+    """Run CLI commands with KERAS_BACKEND=jax on `devices` CPU devices, TensorFlow blocked.
+
+    Returns {"codes": [exit code per command], "tensorflow": whether TensorFlow got imported}.
+    """
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _JAX_CLI, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import pytest
 
 from digit_keras.cli import main
 from digit_keras.runtime import import_tensorflow
-from tests.conftest import TINY
+from tests.conftest import TINY, run_cli_on_jax
 
 import_tensorflow()
 from digit_keras.export import TOLERANCE, export  # noqa: E402
@@ -90,6 +90,20 @@ def test_predicting_with_onnx_does_not_import_tensorflow(trained_run, data_dir, 
     )
     assert result.stdout.splitlines()[-1] == "0 False False"
     assert (tmp_path / "submissions" / "submission_run_onnx.csv").is_file()
+
+
+@pytest.mark.slow
+def test_model_trained_on_jax_exports_and_predicts_alike_on_tensorflow(data_dir, tmp_path):
+    pytest.importorskip("jax")
+    jax_commands = [
+        ["fit", "--data", str(data_dir), "--epochs", "1", "--set", "model.width=4", "--out", "run"],
+        ["predict", "--model", "run", "--data", str(data_dir), "--out", "jax.csv"],
+    ]
+    assert run_cli_on_jax(jax_commands, tmp_path)["codes"] == [0, 0]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["backend"] == "jax"
+    assert main(["export", "--model", "run", "--format", "onnx", "--data", str(data_dir)]) == 0
+    assert main(["predict", "--model", "run", "--data", str(data_dir), "--out", "tf.csv"]) == 0
+    assert (tmp_path / "tf.csv").read_text() == (tmp_path / "jax.csv").read_text()
 
 
 @pytest.mark.slow

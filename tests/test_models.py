@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from digit_keras.errors import UserError
-from digit_keras.runtime import import_tensorflow
+from digit_keras.runtime import import_keras
 
-import_tensorflow()
+import_keras()  # on $KERAS_BACKEND: CI runs this file on TensorFlow and on JAX
 
 import inspect  # noqa: E402
 

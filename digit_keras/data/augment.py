@@ -2,18 +2,25 @@
 
 Rotation, zoom and shift are folded into a single projective transform per image, so each
 image is interpolated once (three chained layers would blur it three times). The matrices are
-built with `keras.ops`; the tf.data pipeline draws the random parameters with stateless ops so
-that a seed fixes the whole augmentation stream.
+built with `keras.ops`. Two ways draw the random parameters:
+  - TensorFlow backend: the tf.data pipeline, with stateless ops, so a seed fixes the stream;
+  - other backends (JAX): `RandomAffine`, a Keras layer in a training-only wrapper around the
+    network, drawing from a seeded `keras.random.SeedGenerator` on the device.
+The saved network never contains the augmentation either way.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
 from keras import ops
 
 from digit_keras.config import AugmentConfig
+
+# (shape, limit, stream) -> uniform samples in [-limit, limit]; each stream is independent
+Uniform = Callable[[tuple, float, int], object]
 
 
 def affine_transforms(angles, scales, shifts, side: int):
@@ -31,20 +38,77 @@ def affine_transforms(angles, scales, shifts, side: int):
     return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
-def augment_batch(images, seed, config: AugmentConfig):
-    """Randomly rotate, zoom and shift a float batch (B, H, W, 1) using a stateless (2,) seed."""
-    import tensorflow as tf
-
-    batch, side = tf.shape(images)[0], images.shape[1]
-    seeds = tf.random.experimental.stateless_split(seed, num=3)
-
-    def uniform(shape, limit, i):
-        return tf.random.stateless_uniform(shape, seeds[i], -limit, limit)
-
-    angles = uniform([batch], math.radians(config.rotation), 0)
-    scales = 1.0 + uniform([batch], config.zoom, 1)
-    shifts = uniform([batch, 2], config.shift * side, 2)
+def random_affine(images, uniform: Uniform, config: AugmentConfig):
+    """Rotate, zoom and shift a float batch (B, H, W, 1) by parameters drawn from `uniform`."""
+    batch, side = ops.shape(images)[0], images.shape[1]
+    angles = uniform((batch,), math.radians(config.rotation), 0)
+    scales = 1.0 + uniform((batch,), config.zoom, 1)
+    shifts = uniform((batch, 2), config.shift * side, 2)
     transforms = affine_transforms(angles, scales, shifts, side)
-    return keras.ops.image.affine_transform(
+    return ops.image.affine_transform(
         images, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0.0
     )
+
+
+def augment_batch(images, seed, config: AugmentConfig):
+    """The tf.data form: augment a batch using a stateless (2,) seed."""
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+
+    def uniform(shape, limit, stream):
+        return tf.random.stateless_uniform(shape, seeds[stream], -limit, limit)
+
+    return random_affine(images, uniform, config)
+
+
+@keras.saving.register_keras_serializable(package="digit_keras")
+class RandomAffine(keras.layers.Layer):
+    """The same augmentation as a layer: active when training, the identity otherwise."""
+
+    def __init__(
+        self,
+        rotation: float = 10.0,
+        zoom: float = 0.1,
+        shift: float = 0.1,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")  # interpolate in float32 under mixed precision
+        super().__init__(**kwargs)
+        self.config = AugmentConfig(rotation, zoom, shift)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training or not self.config.enabled:
+            return images
+
+        def uniform(shape, limit, stream):
+            return keras.random.uniform(shape, -limit, limit, seed=self.seed_generator)
+
+        return random_affine(images, uniform, self.config)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "rotation": self.config.rotation,
+            "zoom": self.config.zoom,
+            "shift": self.config.shift,
+            "seed": self.seed,
+        }
+
+
+def with_augmentation(network, config: AugmentConfig, seed: int):
+    """A model that augments its input when training, then runs `network` (shared, not copied).
+
+    Train this wrapper; save `network`, which stays augmentation-free.
+    """
+    inputs = keras.Input(network.input_shape[1:], name="image")
+    augmented = RandomAffine(config.rotation, config.zoom, config.shift, seed=seed, name="augment")(
+        inputs
+    )
+    return keras.Model(inputs, network(augmented), name=f"{network.name}_augmented")

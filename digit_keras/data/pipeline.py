@@ -1,7 +1,8 @@
-"""The one tf.data input pipeline every model trains and predicts through.
+"""The input pipeline every model trains and predicts through, chosen by the Keras backend.
 
-cache -> shuffle -> batch -> (training only) per-batch augmentation -> scale to [0, 1] -> prefetch.
-Augmentation lives here, never in the saved model, so exported models take plain images.
+TensorFlow: tf.data, cache -> shuffle -> batch -> (training only) per-batch augmentation -> scale
+to [0, 1] -> prefetch. Augmentation lives here, never in the saved model, so exported models take
+plain images. Other backends (JAX): `ArrayBatches`, with augmentation on the device instead.
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ def make_dataset(
     training: bool = False,
     augment: AugmentConfig | None = None,
     seed: int = 0,
+    replicas: int = 1,
 ):
     """Build a batched dataset of (images, labels); `labels=None` (prediction) gives zeros.
 
     Training datasets are reshuffled every epoch, drop the last partial batch (so every step has
-    the same global batch across replicas) and are augmented when `augment` is enabled. The
-    augmentation seed stream is derived from `seed`, so runs with the same seed see the same images.
+    the same global batch across replicas) and, on TensorFlow, are augmented when `augment` is
+    enabled. The shuffle and augmentation streams derive from `seed`, so runs with the same seed
+    see the same images. `replicas` only matters off TensorFlow: see `ArrayBatches.pad_to`.
     """
+    from digit_keras.runtime import backend
+
+    if backend() != "tensorflow":
+        from digit_keras.data.batches import ArrayBatches
+
+        return ArrayBatches(images, labels, batch_size, training, seed, replicas)
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE

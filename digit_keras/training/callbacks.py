@@ -1,4 +1,9 @@
-"""Callbacks every training run gets, plus an honest throughput meter."""
+"""Callbacks every training run gets, plus an honest throughput meter.
+
+The same run directory comes out on both backends. Keras's TensorBoard callback needs TensorFlow,
+so on JAX `EpochSummaries` writes the same per-epoch curves with the framework-free
+`tensorboard.summary.Writer`.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,15 @@ class ThroughputMeter(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self._train_end is None:
-            self._train_end = time.perf_counter()
+            self._train_end = self._device_done()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_seconds.append((self._train_end or time.perf_counter()) - self._start)
+        self.epoch_seconds.append((self._train_end or self._device_done()) - self._start)
+
+    def _device_done(self) -> float:
+        """The time once the last step has run: JAX dispatches steps without waiting for them."""
+        keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
+        return time.perf_counter()
 
     def images_per_second(self) -> float:
         """Steady-state rate: the first epoch (tracing, warm-up) is left out if there are more."""
@@ -46,13 +56,62 @@ def best_logged(history_csv: Path, metric: str) -> float | None:
     return max(values, default=None)
 
 
+class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
+    """A ModelCheckpoint that saves `network`, not the model being fit, which on JAX is the
+    network inside its augmentation wrapper: checkpoints stay augmentation-free."""
+
+    def __init__(self, network: keras.Model, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.network = network
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(self.network)
+
+
+class EpochSummaries(keras.callbacks.Callback):
+    """Per-epoch scalars in TensorBoard's layout (train/ and validation/, tags epoch_<metric>),
+    written without TensorFlow."""
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = log_dir
+
+    def on_train_begin(self, logs=None):
+        from tensorboard.summary import Writer
+
+        self.writers = {part: Writer(str(self.log_dir / part)) for part in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, value in (logs or {}).items():
+            part, metric = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            self.writers[part].add_scalar(f"epoch_{metric}", float(value), step=epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+def tensorboard_callback(log_dir: Path) -> keras.callbacks.Callback:
+    """Keras's TensorBoard callback on TensorFlow; `EpochSummaries` elsewhere."""
+    if keras.backend.backend() == "tensorflow":
+        return keras.callbacks.TensorBoard(str(log_dir))
+    return EpochSummaries(log_dir)
+
+
 def make_callbacks(
-    run_dir: Path, meter: ThroughputMeter, has_holdout: bool, resuming: bool
+    run_dir: Path,
+    meter: ThroughputMeter,
+    network: keras.Model,
+    has_holdout: bool,
+    resuming: bool,
 ) -> list[keras.callbacks.Callback]:
     """Backup first: at each epoch end the backup is saved before the history line is written."""
     callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP_DIR)), meter]
     if has_holdout:
-        checkpoint = keras.callbacks.ModelCheckpoint(
+        checkpoint = NetworkCheckpoint(
+            network,
             str(run_dir / runs.BEST_CHECKPOINT),
             monitor="val_accuracy",
             mode="max",
@@ -66,6 +125,6 @@ def make_callbacks(
         callbacks.append(checkpoint)
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resuming),
-        keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD_DIR)),
+        tensorboard_callback(run_dir / runs.TENSORBOARD_DIR),
     ]
     return callbacks

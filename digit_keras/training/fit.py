@@ -28,22 +28,32 @@ class FitResult:
 
 
 def build_and_compile(config: TrainConfig, steps_per_epoch: int):
-    """The model of `config.arch`, compiled with the config's optimizer, schedule and loss.
+    """Return (trainer, network): the compiled model that `fit` runs, and the network to save.
 
-    Call inside the strategy's scope. Outputs are logits, so the loss applies the softmax.
+    Call inside the strategy's scope. On TensorFlow both are the network (tf.data augments); on
+    other backends the trainer wraps the network in on-device augmentation. Outputs are logits,
+    so the loss applies the softmax. Loss and accuracy both honour sample weights, so the
+    zero-weight rows that pad uneven evaluation batches on JAX (`ArrayBatches`) count for nothing.
     """
     import keras
 
+    from digit_keras.data.augment import with_augmentation
     from digit_keras.models import build_model
+    from digit_keras.runtime import backend
     from digit_keras.training.optim import make_optimizer
 
-    model = build_model(config.arch, **config.model)
-    model.compile(
+    network = build_model(config.arch, **config.model)
+    trainer = network
+    if backend() != "tensorflow" and config.augment.enabled:
+        trainer = with_augmentation(network, config.augment, config.seed)
+    trainer.compile(
         optimizer=make_optimizer(config.optimizer, steps_per_epoch, config.epochs),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
+        weighted_metrics=["accuracy"],
     )
-    return model
+    return trainer, network
 
 
 @dataclass
@@ -65,14 +75,22 @@ def load_holdout_split(config: TrainConfig, data_dir: str | Path | None) -> Trai
 
 
 def start_training(config: TrainConfig):
-    """Create the tf.distribute strategy, then seed and set the precision; returns (name, strategy).
+    """Create the strategy, seed and set the precision; returns (strategy name, strategy).
 
-    The strategy comes first: a multi-worker one must exist before TensorFlow starts its context.
+    Order matters: a TensorFlow multi-worker strategy must exist before TensorFlow starts its
+    context (which seeding does), and JAX reads its determinism flag when it starts its devices
+    (which creating a strategy does).
     """
     from digit_keras.training.strategy import make_strategy
 
-    strategy_name, strategy = make_strategy(config.strategy)
-    runtime.configure(config.seed, config.deterministic, config.precision)
+    if config.deterministic:
+        runtime.request_determinism()
+    if runtime.backend() == "tensorflow":
+        strategy_name, strategy = make_strategy(config.strategy)
+        runtime.configure(config.seed, config.precision)
+    else:
+        runtime.configure(config.seed, config.precision)
+        strategy_name, strategy = make_strategy(config.strategy)
     return strategy_name, strategy
 
 
@@ -108,7 +126,9 @@ def count_steps(train_images: int, global_batch: int) -> int:
     return train_images // global_batch
 
 
-def make_split_datasets(config: TrainConfig, data: TrainingData, global_batch: int):
+def make_split_datasets(
+    config: TrainConfig, data: TrainingData, global_batch: int, replicas: int = 1
+):
     """The augmented, shuffled training dataset and the holdout's (None if it has no rows)."""
     from digit_keras.data.pipeline import make_dataset
 
@@ -118,7 +138,10 @@ def make_split_datasets(config: TrainConfig, data: TrainingData, global_batch: i
     )
     if not len(holdout):
         return train_ds, None
-    return train_ds, make_dataset(data.images[holdout], data.labels[holdout], global_batch)
+    holdout_ds = make_dataset(
+        data.images[holdout], data.labels[holdout], global_batch, replicas=replicas
+    )
+    return train_ds, holdout_ds
 
 
 def train_split(
@@ -144,7 +167,7 @@ def train_split(
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     steps_per_epoch = count_steps(len(train_idx), global_batch)
-    train_ds, holdout_ds = make_split_datasets(config, data, global_batch)
+    train_ds, holdout_ds = make_split_datasets(config, data, global_batch, replicas)
 
     if not is_chief(strategy):
         run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))
@@ -152,26 +175,30 @@ def train_split(
     if not resuming:
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
 
-    with strategy.scope():
-        model = build_and_compile(config, steps_per_epoch)
-    meter = ThroughputMeter(steps_per_epoch * global_batch)
-    callbacks = make_callbacks(run_dir, meter, holdout_ds is not None, resuming)
     if start_epoch:
         print(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}", file=sys.stderr)
-    history = model.fit(
-        train_ds,
-        validation_data=holdout_ds,
-        epochs=config.epochs,
-        callbacks=[*callbacks, *extra_callbacks],
-        shuffle=False,
-        verbose=verbose,
-    )
+    meter = ThroughputMeter(steps_per_epoch * global_batch)
+    with strategy.scope():  # JAX's DataParallel applies to what runs inside its scope
+        trainer, model = build_and_compile(config, steps_per_epoch)
+        callbacks = make_callbacks(run_dir, meter, model, holdout_ds is not None, resuming)
+        history = trainer.fit(
+            train_ds,
+            validation_data=holdout_ds,
+            epochs=config.epochs,
+            callbacks=[*callbacks, *extra_callbacks],
+            shuffle=False,
+            verbose=verbose,
+        )
+        scores = {}
+        if holdout_ds is not None:
+            scores = trainer.evaluate(holdout_ds, return_dict=True, verbose=0)
 
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
     metrics: dict[str, Any] = {
         "arch": config.arch,
         "params": model.count_params(),
+        "backend": runtime.backend(),
         "data": data.source,
         "train_images": len(train_idx),
         "holdout_images": len(holdout_idx),
@@ -186,8 +213,7 @@ def train_split(
         "train_images_per_s": round(meter.images_per_second(), 1),
         "epoch_seconds": [round(s, 2) for s in meter.epoch_seconds],
     }
-    if holdout_ds is not None:
-        scores = model.evaluate(holdout_ds, return_dict=True, verbose=0)
+    if scores:
         metrics["holdout_accuracy"] = float(scores["accuracy"])
         metrics["holdout_loss"] = float(scores["loss"])
         val_history = history.history.get("val_accuracy", [])

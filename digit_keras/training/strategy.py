@@ -1,22 +1,30 @@
-"""Pick the tf.distribute strategy that `--strategy` names."""
+"""Pick the data-parallel strategy that `--strategy` names, on either Keras backend.
+
+TensorFlow gets a tf.distribute strategy. JAX gets a `keras.distribution.DataParallel` behind the
+same two things training uses: `scope()` and `num_replicas_in_sync`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 from digit_keras.errors import UserError
-from digit_keras.runtime import import_tensorflow
+from digit_keras.runtime import backend, import_keras, import_tensorflow
 
 
 def make_strategy(name: str) -> tuple[str, object]:
-    """Return the resolved strategy name (never "auto") and the tf.distribute strategy.
+    """Return the resolved strategy name (never "auto") and the strategy.
 
     auto: mirrored over GPUs when there are several, else the default (one-device) strategy.
-
-    mirrored: all GPUs, or every logical CPU device when there is no GPU (useful for testing).
-    multi-worker: MultiWorkerMirroredStrategy, which reads the cluster from TF_CONFIG.
+    mirrored: all GPUs, or every CPU device when there is no GPU (useful for testing; on JAX set
+    XLA_FLAGS=--xla_force_host_platform_device_count=N for N CPU devices).
+    multi-worker: TensorFlow's MultiWorkerMirroredStrategy, which reads the cluster from TF_CONFIG.
     """
+    if backend() != "tensorflow":
+        return _jax_strategy(name)
     tf = import_tensorflow()
     if name == "multi-worker":  # first: collective ops must be set up before TF's context starts
         if "TF_CONFIG" not in os.environ:
@@ -27,14 +35,47 @@ def make_strategy(name: str) -> tuple[str, object]:
             raise UserError(f"TF_CONFIG is not valid JSON: {err}") from None
         return name, tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "default"
+    name = _resolve_auto(name, len(gpus))
     if name == "default":
         return name, tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return name, tf.distribute.MirroredStrategy([d.name for d in devices])
-    raise UserError(f"unknown strategy {name!r}")
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return name, tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _resolve_auto(name: str, accelerators: int) -> str:
+    if name == "auto":
+        return "mirrored" if accelerators > 1 else "default"
+    if name not in ("default", "mirrored"):
+        raise UserError(f"unknown strategy {name!r}")
+    return name
+
+
+@dataclass
+class JaxStrategy:
+    """A `keras.distribution` (or none, for one device) shaped like a tf.distribute strategy."""
+
+    distribution: object | None
+    num_replicas_in_sync: int = 1
+    cluster_resolver = None  # one process: always the chief
+
+    def scope(self):
+        return self.distribution.scope() if self.distribution is not None else nullcontext()
+
+
+def _jax_strategy(name: str) -> tuple[str, JaxStrategy]:
+    """DataParallel over every local accelerator (mirrored), else over every CPU device."""
+    if name == "multi-worker":
+        raise UserError(
+            "--strategy multi-worker is TensorFlow-only; on JAX, mirrored uses every local device"
+        )
+    import jax
+
+    keras = import_keras()
+    devices = keras.distribution.list_devices()  # the default backend's: all GPUs, else all CPUs
+    name = _resolve_auto(name, 0 if jax.default_backend() == "cpu" else len(devices))
+    if name == "default":
+        return name, JaxStrategy(None)
+    return name, JaxStrategy(keras.distribution.DataParallel(devices=devices), len(devices))
 
 
 def is_chief(strategy) -> bool:

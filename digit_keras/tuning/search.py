@@ -1,6 +1,6 @@
 """Run a keras-tuner search: the work behind `digit-keras tune`.
 
-Trials build through the model registry and train through the same tf.data pipeline, strategy
+Trials build through the model registry and train through the same input pipeline, strategy
 and optimizer code as `fit`; the objective is the holdout's `val_accuracy`. The run directory
 holds `config.toml` (the base config), `space.toml`, `tune.json` (tuner settings), the keras-tuner
 project in `tuner/`, `tensorboard/<trial>/`, then `trials.csv`, `trials.txt` and `best.toml`.
@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from digit_keras.runtime import import_tensorflow
+from digit_keras.runtime import import_keras
 
-import_tensorflow()  # before keras_tuner imports Keras and TensorFlow with their start-up noise
+import_keras()  # before keras_tuner imports Keras (and TensorFlow on it) with start-up noise
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 
@@ -64,11 +64,12 @@ class DigitHyperModel(keras_tuner.HyperModel):
         space: SearchSpace,
         trial_epochs: int,
         data: TrainingData,
-        replicas: int = 1,
+        strategy,
     ):
         super().__init__(name=f"digit-keras-{base.arch}")
         self.base, self.space, self.trial_epochs, self.data = base, space, trial_epochs, data
-        self.replicas = replicas
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
 
     def trial_config(self, hp) -> TrainConfig:
         overrides = {"epochs": self.trial_epochs, **self.space.sample(hp)}
@@ -79,23 +80,26 @@ class DigitHyperModel(keras_tuner.HyperModel):
         keras.utils.set_random_seed(config.seed)
         keras.mixed_precision.set_global_policy(config.precision)
         steps = count_steps(len(self.data.train_idx), config.batch_size * self.replicas)
-        return build_and_compile(config, steps)
+        with self.strategy.scope():  # keras-tuner enters only tf.distribute scopes itself
+            trainer, _ = build_and_compile(config, steps)
+        return trainer
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Train on the tuning split; report the objective with the epochs and seconds it took."""
         config = self.trial_config(hp)
         batch = config.batch_size * self.replicas
-        train_ds, holdout_ds = make_split_datasets(config, self.data, batch)
+        train_ds, holdout_ds = make_split_datasets(config, self.data, batch, self.replicas)
         started = time.perf_counter()
-        history = model.fit(
-            train_ds,
-            validation_data=holdout_ds,
-            epochs=epochs or config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=list(callbacks),
-            shuffle=False,
-            verbose=kwargs.get("verbose", "auto"),
-        )
+        with self.strategy.scope():  # keras-tuner fits outside any scope; JAX's needs one
+            history = model.fit(
+                train_ds,
+                validation_data=holdout_ds,
+                epochs=epochs or config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=list(callbacks),
+                shuffle=False,
+                verbose=kwargs.get("verbose", "auto"),
+            )
         return {
             OBJECTIVE: max(history.history[OBJECTIVE]),
             "val_loss": min(history.history["val_loss"]),
@@ -123,7 +127,7 @@ def run_search(
     data = load_holdout_split(base, data_dir)
     if not len(data.holdout_idx):
         raise UserError("tuning needs a holdout to score trials: set data.val_fraction above 0")
-    hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy.num_replicas_in_sync)
+    hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy)
     worker = is_worker()
     if not resuming and not worker:
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(base))
@@ -131,7 +135,9 @@ def run_search(
         runs.write_json(run_dir / SETTINGS_FILE, asdict(settings))
 
     tuner = _make_tuner(hypermodel, settings, run_dir, base.seed, strategy)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.TENSORBOARD_DIR))]
+    callbacks = []  # keras-tuner gives each trial its own TensorBoard folder on TensorFlow only
+    if keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD_DIR)))
     if settings.tuner != "hyperband" and settings.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(OBJECTIVE, patience=settings.patience, mode="max")
@@ -175,7 +181,8 @@ def _make_tuner(hypermodel, settings, run_dir, seed, strategy):
         "project_name": PROJECT,
         "overwrite": False,
         "seed": seed,
-        "distribution_strategy": strategy,
+        # keras-tuner knows tf.distribute strategies only (its multi-worker reporting reads them)
+        "distribution_strategy": strategy if keras.backend.backend() == "tensorflow" else None,
     }
     if settings.tuner == "hyperband":
         return keras_tuner.Hyperband(hypermodel, max_epochs=settings.epochs, factor=3, **common)

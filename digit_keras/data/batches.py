@@ -1,0 +1,66 @@
+"""In-memory batches as a `keras.utils.PyDataset`: the input pipeline on backends other than
+TensorFlow (JAX), where tf.data may not be installed.
+
+It mirrors the tf.data pipeline: reshuffled each epoch (seeded), last partial batch dropped when
+training, uint8 pixels scaled to float32 [0, 1]. Augmentation is not here: it runs on the device,
+in the `RandomAffine` wrapper layer (see augment.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of (images, labels) from arrays; `labels=None` (prediction) yields images only.
+
+    With `pad_to` > 1 (data parallelism over that many devices), a last batch whose size does
+    not divide evenly is padded with blank rows of sample weight 0, so every device gets a slice.
+    Accuracy ignores those rows exactly; the loss divides by the weights' sum (see fit.py).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray | None,
+        batch_size: int,
+        training: bool = False,
+        seed: int = 0,
+        pad_to: int = 1,
+    ):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.training, self.seed, self.pad_to = training, seed, pad_to
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.training:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __len__(self) -> int:
+        if self.training:
+            return len(self.images) // self.batch_size
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = self.images[rows].astype(np.float32) / 255.0
+        if self.labels is None:
+            return (images,)
+        labels = self.labels[rows]
+        if self.pad_to == 1 or self.training:  # training batches are whole global batches
+            return images, labels
+        padding = -len(rows) % self.pad_to
+        weights = np.concatenate([np.ones(len(rows)), np.zeros(padding)]).astype(np.float32)
+        images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), np.float32)])
+        labels = np.concatenate([labels, np.zeros(padding, labels.dtype)])
+        return images, labels, weights
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
