@@ -1,23 +1,39 @@
 # Two entry points for a fresh clone: `make demo` trains and writes a submission, `make test` tests.
+# `make test` covers both Keras backends: TensorFlow in .venv, JAX in .venv-jax (no TensorFlow).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+JAX_VENV ?= .venv-jax
+JAX_BIN := $(JAX_VENV)/bin
+PYTEST_PIN := $(shell grep '^pytest==' requirements-dev.txt)
 ARCH ?= basic
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-tf test-jax lint format bench clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e ".[tensorflow]"
+	touch $@
+
+$(JAX_BIN)/.installed: pyproject.toml requirements-jax.txt requirements-dev.txt
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_BIN)/pip install --quiet --upgrade pip
+	$(JAX_BIN)/pip install --quiet -r requirements-jax.txt "$(PYTEST_PIN)" -e ".[jax]"
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/digit-keras fit --arch $(ARCH)
 	$(BIN)/digit-keras predict --model latest
 
-test: $(BIN)/.installed lint
-	$(BIN)/pytest
+test: lint test-tf test-jax
+
+test-tf: $(BIN)/.installed
+	$(BIN)/pytest --ignore=tests/test_jax_path.py  # test-jax runs it, without TensorFlow
+
+# The registry and the JAX path on the JAX backend, where TensorFlow is not installed.
+test-jax: $(JAX_BIN)/.installed
+	KERAS_BACKEND=jax $(JAX_BIN)/pytest tests/test_models.py tests/test_jax_path.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -31,4 +47,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_basic.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(JAX_VENV) .pytest_cache .ruff_cache *.egg-info
