@@ -89,13 +89,13 @@ def test_array_batches_shuffle_per_epoch_drop_or_pad_the_last_batch():
 
 @pytest.fixture(scope="module")
 def jax_runs(tmp_path_factory) -> Path:
-    """A bf16 fit, its predictions, two 2-fold cv runs and their ensemble, on JAX without TF."""
+    """A bf16 fit, its predictions, two 2-fold cv runs (one deterministic) and their ensemble."""
     root = tmp_path_factory.mktemp("jax")
     data = str(write_kaggle_data(root / "data"))
     commands = [
         ["fit", "--data", data, *TINY_FIT, "--precision", "mixed_bfloat16", "--out", "fit"],
         ["predict", "--model", "fit", "--data", data, "--out", "fit.csv"],
-        ["cv", "--data", data, *TINY_FIT, "--folds", "2", "--out", "cv"],
+        ["cv", "--data", data, *TINY_FIT, "--folds", "2", "--deterministic", "--out", "cv"],
         ["cv", "--data", data, *TINY_FIT, "--folds", "2", "--set", "model.width=6", "--out", "cv6"],
         ["ensemble", "cv", "cv6", "--method", "mean", "--out", "ensemble.csv"],
     ]
