@@ -87,7 +87,8 @@ _JAX_CLI = textwrap.dedent(
 def run_cli_on_jax(commands: list[list[str]], cwd: Path, devices: int = 1) -> dict:
     """Run CLI commands with KERAS_BACKEND=jax on `devices` CPU devices, TensorFlow blocked.
 
-    Returns {"codes": [exit code per command], "tensorflow": whether TensorFlow got imported}.
+    Returns {"codes": [exit code per command], "tensorflow": whether TensorFlow got imported,
+    "errors": the "digit-keras: error:" lines printed}.
     """
     env = {
         **os.environ,
@@ -104,7 +105,9 @@ def run_cli_on_jax(commands: list[list[str]], cwd: Path, devices: int = 1) -> di
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("digit-keras: error:")]
+    return {**report, "errors": errors}
 
 
 @pytest.fixture(autouse=True)

@@ -100,7 +100,7 @@ def jax_runs(tmp_path_factory) -> Path:
         ["ensemble", "cv", "cv6", "--method", "mean", "--out", "ensemble.csv"],
     ]
     report = run_cli_on_jax(commands, root)
-    assert report == {"codes": [0] * len(commands), "tensorflow": False}
+    assert report == {"codes": [0] * len(commands), "tensorflow": False, "errors": []}
     return root
 
 
@@ -148,6 +148,14 @@ def test_data_parallel_over_three_devices_matches_one_device(data_dir, tmp_path)
     assert one["holdout_images"] == 46 and one["global_batch_size"] == three["global_batch_size"]
     assert three["holdout_accuracy"] == pytest.approx(one["holdout_accuracy"], abs=1e-6)
     assert three["holdout_loss"] == pytest.approx(one["holdout_loss"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_export_without_tensorflow_is_a_clear_error(jax_runs):
+    report = run_cli_on_jax([["export", "--model", "fit"]], jax_runs)
+    assert report["codes"] == [2] and not (jax_runs / "fit" / "model.onnx").exists()
+    assert "Keras backend 'tensorflow' cannot start" in report["errors"][0]
+    assert "install requirements.txt" in report["errors"][0]
 
 
 def test_multi_worker_on_jax_is_a_clear_error(data_dir, tmp_path):
