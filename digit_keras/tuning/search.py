@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from digit_keras.runtime import import_keras
+from digit_keras import runtime
 
-import_keras()  # before keras_tuner imports Keras (and TensorFlow on it) with start-up noise
+runtime.import_keras()  # before keras_tuner imports Keras (and TF on it) with start-up noise
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 
@@ -77,8 +77,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp) -> keras.Model:
         config = self.trial_config(hp)
-        keras.utils.set_random_seed(config.seed)
-        keras.mixed_precision.set_global_policy(config.precision)
+        runtime.configure(config.seed, config.precision)
         steps = count_steps(len(self.data.train_idx), config.batch_size * self.replicas)
         with self.strategy.scope():  # keras-tuner enters only tf.distribute scopes itself
             trainer, _ = build_and_compile(config, steps)
