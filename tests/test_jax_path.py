@@ -9,9 +9,6 @@ trained on JAX exports on TensorFlow.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ import pytest
 
 from digit_keras.config import AugmentConfig
 from digit_keras.runtime import import_keras
-from tests.conftest import REPO, run_cli_on_jax, synthetic_digits, write_kaggle_data
+from tests.conftest import run_cli_on_jax, synthetic_digits, write_kaggle_data
 
 pytest.importorskip("jax")
 keras = import_keras()
@@ -160,14 +157,7 @@ def test_export_without_tensorflow_is_a_clear_error(jax_runs):
 
 def test_multi_worker_on_jax_is_a_clear_error(data_dir, tmp_path):
     argv = ["fit", "--data", str(data_dir), "--strategy", "multi-worker", "--out", "mw"]
-    result = subprocess.run(
-        [sys.executable, "-m", "digit_keras", *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)},
-        timeout=300,
-    )
-    assert result.returncode == 2
-    assert "multi-worker is TensorFlow-only" in result.stderr.splitlines()[-1]
+    report = run_cli_on_jax([argv], tmp_path)
+    assert report["codes"] == [2]
+    assert "multi-worker is TensorFlow-only" in report["errors"][-1]
     assert not (tmp_path / "mw").exists()
