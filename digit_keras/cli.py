@@ -49,7 +49,8 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
     parser.add_argument(
         "--precision",
         choices=CHOICES["precision"],
-        help="dtype policy; the logits layer stays float32 (default float32)",
+        help="dtype policy; auto is mixed_bfloat16 on accelerators and bf16-capable CPUs, else "
+        "float32; the logits layer stays float32 (default auto)",
     )
     parser.add_argument(
         "--deterministic", action="store_true", default=None, help="deterministic kernels (slower)"

@@ -59,7 +59,10 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     strategy: str = "auto"  # auto | default | mirrored | multi-worker
-    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | float32 | mixed_bfloat16
+    # Images over which BatchNorm statistics are recomputed after training (0: keep Keras's
+    # moving averages); see digit_keras/training/batch_norm.py.
+    bn_recalibration_images: int = 8192
     model: dict[str, Any] = field(default_factory=dict)  # keyword overrides for the model builder
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -68,7 +71,7 @@ class TrainConfig:
 
 CHOICES = {
     "strategy": ("auto", "default", "mirrored", "multi-worker"),
-    "precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+    "precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "data.dataset": ("kaggle", "mnist"),
     "optimizer.name": ("adam", "adamw", "sgd"),
     "optimizer.schedule": ("cosine", "exponential", "constant"),
@@ -154,6 +157,8 @@ def validate(config: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: '{key}' must be positive; got {value!r}")
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"{source}: 'data.val_fraction' must be in [0, 1)")
+    if config.bn_recalibration_images < 0:
+        raise ConfigError(f"{source}: 'bn_recalibration_images' must be 0 (off) or positive")
     if config.data.limit < 0:
         raise ConfigError(f"{source}: 'data.limit' must be 0 (all rows) or positive")
 

@@ -3,6 +3,10 @@
 TensorFlow: tf.data, cache -> shuffle -> batch -> (training only) per-batch augmentation -> scale
 to [0, 1] -> prefetch. Augmentation lives here, never in the saved model, so exported models take
 plain images. Other backends (JAX): `ArrayBatches`, with augmentation on the device instead.
+
+tf.data's autotuner is off and the parallelism fixed: on this project's 2-core reference machine
+the autotuner held training at ~1,000 images/s in about half of all runs, whatever the precision
+or model (`benchmarks/bench_cpu_speed.py --tf-autotune` shows it), and fixed settings do not.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import numpy as np
 
 from digit_keras.config import AugmentConfig
 from digit_keras.data.augment import augment_batch
+
+MAP_PARALLELISM = 2  # batches augmented at once: enough to keep ahead of a training step
+PREFETCH_BATCHES = 2
 
 
 def scale_images(images):
@@ -44,7 +51,6 @@ def make_dataset(
         return ArrayBatches(images, labels, batch_size, training, seed, replicas)
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
     if labels is None:
         labels = np.zeros(len(images), dtype=np.int32)  # ignored by predict; keeps one batch shape
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
@@ -58,10 +64,19 @@ def make_dataset(
                 augment_batch(scale_images(batch[0]), pair_seed, augment),
                 batch[1],
             ),
-            num_parallel_calls=autotune,
+            num_parallel_calls=MAP_PARALLELISM,
         )
     else:
-        ds = ds.map(lambda x, y: (scale_images(x), y), num_parallel_calls=autotune)
-    options = tf.data.Options()  # in-memory data: multi-worker runs shard by batch, not by file
+        ds = ds.map(lambda x, y: (scale_images(x), y), num_parallel_calls=MAP_PARALLELISM)
+    return ds.prefetch(PREFETCH_BATCHES).with_options(dataset_options())
+
+
+def dataset_options():
+    """Options of every dataset the project builds: no autotuner (see the module docstring), and
+    sharding by batch, not by file, since multi-worker runs read in-memory arrays."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(autotune)
+    return options

@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 from digit_keras.models.blocks import (
+    batch_norm,
     bn_relu,
     conv,
     conv_bn_relu,
@@ -33,11 +34,11 @@ def bottleneck(x, width: int, strides: int, name: str):
     shortcut = x
     if strides != 1 or x.shape[-1] != width * EXPANSION:
         shortcut = conv(x, width * EXPANSION, 1, strides, name=f"{name}_proj_conv")
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = batch_norm(shortcut, name=f"{name}_proj_bn")
     y = conv_bn_relu(x, width, 1, name=f"{name}_a")
     y = conv_bn_relu(y, width, 3, strides, name=f"{name}_b")
     y = conv(y, width * EXPANSION, 1, name=f"{name}_c_conv")
-    y = layers.BatchNormalization(name=f"{name}_c_bn")(y)
+    y = batch_norm(y, name=f"{name}_c_bn")
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
 

@@ -8,12 +8,21 @@ so on JAX `EpochSummaries` writes the same per-epoch curves with the framework-f
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from pathlib import Path
 
 import keras
 
 from digit_keras.training import runs
+
+
+def progress_verbosity(verbose: str | int) -> str | int:
+    """Keras's `verbose` for fit: "auto" is the redrawn bar on a terminal and one line per epoch
+    elsewhere (CI, nohup, a log file), where each redraw of the bar would be written out."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
 
 
 class ThroughputMeter(keras.callbacks.Callback):

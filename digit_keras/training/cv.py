@@ -69,7 +69,7 @@ def cross_validate(
     started = time.perf_counter()
     from digit_keras.training.fit import TrainingData, start_training, train_split
 
-    strategy_name, strategy = start_training(config)
+    config, strategy_name, strategy = start_training(config)
     import keras
 
     from digit_keras.inference import load_model, predict_logits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -75,7 +76,10 @@ def load_holdout_split(config: TrainConfig, data_dir: str | Path | None) -> Trai
 
 
 def start_training(config: TrainConfig):
-    """Create the strategy, seed and set the precision; returns (strategy name, strategy).
+    """Create the strategy, seed and set the precision.
+
+    Returns (config, strategy name, strategy), the config with its precision resolved ("auto"
+    becomes the policy this machine trains in), so the saved config.toml says what ran.
 
     Order matters: a TensorFlow multi-worker strategy must exist before TensorFlow starts its
     context (which seeding does), and JAX reads its determinism flag when it starts its devices
@@ -87,11 +91,11 @@ def start_training(config: TrainConfig):
         runtime.request_determinism()
     if runtime.backend() == "tensorflow":
         strategy_name, strategy = make_strategy(config.strategy)
-        runtime.configure(config.seed, config.precision)
+        precision = runtime.configure(config.seed, config.precision)
     else:
-        runtime.configure(config.seed, config.precision)
+        precision = runtime.configure(config.seed, config.precision)
         strategy_name, strategy = make_strategy(config.strategy)
-    return strategy_name, strategy
+    return dataclasses.replace(config, precision=precision), strategy_name, strategy
 
 
 def fit(
@@ -107,7 +111,7 @@ def fit(
     With `resuming`, the run continues from the last epoch its backup recorded.
     """
     started = time.perf_counter()
-    strategy_name, strategy = start_training(config)
+    config, strategy_name, strategy = start_training(config)
     data = load_holdout_split(config, data_dir)
     _, metrics = train_split(
         config, strategy_name, strategy, data, run_dir, resuming, extra_callbacks, verbose
@@ -144,6 +148,21 @@ def make_split_datasets(
     return train_ds, holdout_ds
 
 
+def recalibrate_on_train_rows(model, config: TrainConfig, data: TrainingData) -> int:
+    """Recompute the BN statistics of `model` on a seeded sample of the training rows, as the
+    model sees them at inference (un-augmented); returns the number of images used."""
+    from digit_keras.data.pipeline import make_dataset
+    from digit_keras.training.batch_norm import recalibrate_batch_norm
+
+    count = min(config.bn_recalibration_images, len(data.train_idx))
+    if not count:
+        return 0
+    rows = np.random.default_rng(config.seed).choice(data.train_idx, count, replace=False)
+    batches = make_dataset(data.images[rows], None, config.batch_size)
+    recalibrate_batch_norm(model, batches)
+    return count
+
+
 def train_split(
     config: TrainConfig,
     strategy_name: str,
@@ -160,7 +179,7 @@ def train_split(
     into `run_dir`. The returned model is the last epoch's: the holdout never selects it.
     """
     started = time.perf_counter()
-    from digit_keras.training.callbacks import ThroughputMeter, make_callbacks
+    from digit_keras.training.callbacks import ThroughputMeter, make_callbacks, progress_verbosity
     from digit_keras.training.strategy import is_chief
 
     train_idx, holdout_idx = data.train_idx, data.holdout_idx
@@ -187,8 +206,10 @@ def train_split(
             epochs=config.epochs,
             callbacks=[*callbacks, *extra_callbacks],
             shuffle=False,
-            verbose=verbose,
+            verbose=progress_verbosity(verbose),
         )
+    recalibrated = recalibrate_on_train_rows(model, config, data)
+    with strategy.scope():
         scores = {}
         if holdout_ds is not None:
             scores = trainer.evaluate(holdout_ds, return_dict=True, verbose=0)
@@ -210,6 +231,7 @@ def train_split(
         "replicas": replicas,
         "global_batch_size": global_batch,
         "precision": config.precision,
+        "bn_recalibration_images": recalibrated,
         "train_images_per_s": round(meter.images_per_second(), 1),
         "epoch_seconds": [round(s, 2) for s in meter.epoch_seconds],
     }

@@ -10,9 +10,18 @@ import keras
 
 from digit_keras.config import OptimizerConfig
 
+# The warm-up never takes more than this share of a run: a 1-epoch smoke run with the recipes'
+# 1-epoch warm-up would otherwise spend all of its steps below the peak rate.
+MAX_WARMUP_SHARE = 0.1
+
+
+def warmup_steps(config: OptimizerConfig, steps_per_epoch: int, epochs: int) -> int:
+    total = steps_per_epoch * epochs
+    return min(round(config.warmup_epochs * steps_per_epoch), round(MAX_WARMUP_SHARE * total))
+
 
 def make_schedule(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
-    warmup = round(config.warmup_epochs * steps_per_epoch)
+    warmup = warmup_steps(config, steps_per_epoch, epochs)
     total = steps_per_epoch * epochs
     if config.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(

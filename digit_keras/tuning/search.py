@@ -28,6 +28,7 @@ from digit_keras.atomic import write_text_atomic  # noqa: E402
 from digit_keras.config import TrainConfig, apply_overrides, to_toml  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
+from digit_keras.training.callbacks import progress_verbosity  # noqa: E402
 from digit_keras.training.fit import (  # noqa: E402
     TrainingData,
     build_and_compile,
@@ -97,7 +98,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
                 initial_epoch=initial_epoch,
                 callbacks=list(callbacks),
                 shuffle=False,
-                verbose=kwargs.get("verbose", "auto"),
+                verbose=progress_verbosity(kwargs.get("verbose", "auto")),
             )
         return {
             OBJECTIVE: max(history.history[OBJECTIVE]),
@@ -122,7 +123,7 @@ def run_search(
     A keras-tuner worker (KERASTUNER_TUNER_ID not 'chief' with an oracle address set) only runs
     the trials the chief hands out, and returns None: the chief writes the results.
     """
-    _, strategy = start_training(base)
+    base, _, strategy = start_training(base)
     data = load_holdout_split(base, data_dir)
     if not len(data.holdout_idx):
         raise UserError("tuning needs a holdout to score trials: set data.val_fraction above 0")

@@ -1,0 +1,54 @@
+"""Process setup and training defaults: precision by hardware, warm-up length, log format."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from digit_keras import runtime
+from digit_keras.config import OptimizerConfig
+from digit_keras.training.callbacks import progress_verbosity
+from digit_keras.training.optim import make_schedule, warmup_steps
+
+
+def _cpuinfo(tmp_path, flags: str) -> str:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\n")
+    return str(path)
+
+
+def test_bf16_is_detected_from_the_cpu_flags(tmp_path):
+    assert runtime.cpu_has_bf16(_cpuinfo(tmp_path, "avx512f avx512_bf16"))
+    assert runtime.cpu_has_bf16(_cpuinfo(tmp_path, "amx_bf16 amx_tile"))
+    assert not runtime.cpu_has_bf16(_cpuinfo(tmp_path, "avx2 avx512f avx512_bf16x"))
+    assert not runtime.cpu_has_bf16(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_precision_follows_the_hardware(monkeypatch, bf16, expected):
+    monkeypatch.setattr(runtime, "has_accelerator", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: bf16)
+    assert runtime.resolve_precision("auto") == expected
+    assert runtime.resolve_precision("mixed_float16") == "mixed_float16"  # never overridden
+
+
+def test_warmup_is_capped_at_a_tenth_of_short_runs():
+    config = OptimizerConfig(learning_rate=0.01, warmup_epochs=1.0)
+    assert warmup_steps(config, steps_per_epoch=10, epochs=20) == 10  # as configured
+    assert warmup_steps(config, steps_per_epoch=10, epochs=1) == 1
+    schedule = make_schedule(config, steps_per_epoch=10, epochs=1)
+    assert float(schedule(1)) == pytest.approx(0.01)  # at the peak after one step
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_one_line_per_epoch_elsewhere(monkeypatch):
+    monkeypatch.setattr("sys.stdout", _Terminal())
+    assert progress_verbosity("auto") == 1
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert progress_verbosity("auto") == 2
+    assert progress_verbosity(0) == 0
