@@ -38,17 +38,18 @@ def _timed_epoch_rate(model, dataset, steps: int, batch: int) -> float:
 def bench_pipeline(data_dir: str | None, steps: int, repeats: int) -> None:
     tf = import_tensorflow()
     from digit_keras.data import load_train
-    from digit_keras.data.pipeline import make_dataset
+    from digit_keras.data.pipeline import dataset_options, make_dataset
     from digit_keras.training.fit import build_and_compile
 
     config = load_config(default_config_path("basic"))
-    configure(config.seed)
+    configure(config.seed, config.precision)
     images, labels, _ = load_train("kaggle", data_dir)
     batch = config.batch_size
     pipeline = make_dataset(images, labels, batch, True, config.augment, config.seed).repeat()
     x, y = next(iter(make_dataset(images, labels, batch)))
     bare = tf.data.Dataset.from_tensors((x, y)).repeat()  # one in-memory batch, no input work
-    model = build_and_compile(config, steps)
+    bare = bare.with_options(dataset_options())
+    model, _ = build_and_compile(config, steps)
     rates: dict[str, list[float]] = {"bare step": [], "tf.data + augmentation": []}
     for _ in range(repeats):  # interleaved, so machine noise hits both alike
         rates["bare step"].append(_timed_epoch_rate(model, bare, steps, batch))

@@ -1,9 +1,9 @@
 """Deployable copies of a trained model, SavedModel and ONNX, each checked against Keras.
 
 The exported graph is float32 inference only, whatever precision the run trained in: no
-augmentation (that lives in the data pipeline), no dropout, BatchNorm folded into the convs, and
-the 1/255 scaling and the softmax built in. Input `image`: float32 (batch, 28, 28, 1) holding raw
-pixel values 0-255, as in the Kaggle CSVs; output: the 10 class probabilities.
+augmentation (that lives in the data pipeline), no dropout, BatchNorm folded into the convs, the
+model's own 1/255 scaling, and a softmax added. Input `image`: float32 (batch, 28, 28, 1) holding
+raw pixel values 0-255, as in the Kaggle CSVs; output: the 10 class probabilities.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ def serving_model(model):
 
     core = fold_batch_norm(model, dtype="float32")
     image = keras.Input((28, 28, 1), name=INPUT_NAME, dtype="float32")
-    scaled = keras.layers.Rescaling(1 / 255, dtype="float32")(image)
-    probabilities = keras.layers.Softmax(name=OUTPUT_NAME, dtype="float32")(core(scaled))
+    probabilities = keras.layers.Softmax(name=OUTPUT_NAME, dtype="float32")(core(image))
     serving = keras.Model(image, probabilities, name=f"{model.name}_serving")
     serving(np.zeros((1, 28, 28, 1), np.float32))  # ONNX export needs a model called once
     return serving

@@ -75,11 +75,19 @@ REPO = Path(__file__).resolve().parent.parent
 # Runs `digit-keras` commands in one process (one JAX start-up) with TensorFlow unimportable.
 _JAX_CLI = textwrap.dedent(
     """
-    import json, sys
-    sys.modules["tensorflow"] = None  # any `import tensorflow` now fails
+    import importlib.abc, json, sys
+
+    # As if TensorFlow were not installed: importing it fails and it stays out of sys.modules
+    # (Keras looks for it there before using its tf.data helpers).
+    class NoTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] == "tensorflow":
+                raise ModuleNotFoundError(f"No module named {name!r}")
+
+    sys.meta_path.insert(0, NoTensorFlow())
     from digit_keras.cli import main
     codes = [main(argv) for argv in json.loads(sys.argv[1])]
-    print(json.dumps({"codes": codes, "tensorflow": sys.modules["tensorflow"] is not None}))
+    print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
     """
 )
 

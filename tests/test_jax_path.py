@@ -29,7 +29,7 @@ TINY_FIT = ["--set", "model.width=4", "--batch-size", "32", "--seed", "1", "--ep
 
 
 def _images(n: int = 8) -> np.ndarray:
-    return (synthetic_digits(n)[0][..., None] / 255.0).astype("float32")
+    return synthetic_digits(n)[0][..., None].astype("float32")
 
 
 def test_augmentation_layer_changes_training_batches_only_and_is_seeded():
@@ -69,7 +69,7 @@ def test_array_batches_shuffle_per_epoch_drop_or_pad_the_last_batch():
     train = ArrayBatches(images, labels, 4, training=True, seed=0, pad_to=3)
     assert len(train) == 2  # 10 rows: two whole batches, the partial one dropped
     x, y = train[0]
-    assert x.dtype == np.float32 and x.shape == (4, 28, 28, 1) and x.max() <= 1.0
+    assert x.dtype == np.float32 and x.shape == (4, 28, 28, 1) and x.max() <= 255.0
     first_epoch = np.concatenate([train[i][1] for i in range(2)])
     train.on_epoch_end()
     assert not np.array_equal(first_epoch, np.concatenate([train[i][1] for i in range(2)]))
@@ -79,7 +79,7 @@ def test_array_batches_shuffle_per_epoch_drop_or_pad_the_last_batch():
     x, y, weights = holdout[1]  # rows 6 to 9, padded to 6 rows
     assert x.shape[0] == 6 and weights.tolist() == [1, 1, 1, 1, 0, 0] and not x[4:].any()
     np.testing.assert_array_equal(y[:4], labels[6:])
-    np.testing.assert_array_equal(holdout[0][0], images[:6] / np.float32(255))
+    np.testing.assert_array_equal(holdout[0][0], images[:6].astype(np.float32))
     (only_images,) = ArrayBatches(images, None, 4)[0]
     assert only_images.shape == (4, 28, 28, 1)
 

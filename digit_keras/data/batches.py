@@ -2,8 +2,8 @@
 TensorFlow (JAX), where tf.data may not be installed.
 
 It mirrors the tf.data pipeline: reshuffled each epoch (seeded), last partial batch dropped when
-training, uint8 pixels scaled to float32 [0, 1]. Augmentation is not here: it runs on the device,
-in the `RandomAffine` wrapper layer (see augment.py).
+training, uint8 pixels as float32 0-255 (the models scale them). Augmentation is not here: it
+runs on the device, in the `RandomAffine` wrapper layer (see augment.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = self.images[rows].astype(np.float32) / 255.0
+        images = self.images[rows].astype(np.float32)
         if self.labels is None:
             return (images,)
         labels = self.labels[rows]

@@ -1,8 +1,9 @@
 """The input pipeline every model trains and predicts through, chosen by the Keras backend.
 
-TensorFlow: tf.data, cache -> shuffle -> batch -> (training only) per-batch augmentation -> scale
-to [0, 1] -> prefetch. Augmentation lives here, never in the saved model, so exported models take
-plain images. Other backends (JAX): `ArrayBatches`, with augmentation on the device instead.
+TensorFlow: tf.data, cache -> shuffle -> batch -> float32 -> (training only) per-batch
+augmentation -> prefetch. Pixels stay 0-255: the models scale them (`blocks.image_input`).
+Augmentation lives here, never in the saved model, so exported models take plain images. Other
+backends (JAX): `ArrayBatches`, with augmentation on the device instead.
 
 tf.data's autotuner is off and the parallelism fixed: on this project's 2-core reference machine
 the autotuner held training at ~1,000 images/s in about half of all runs, whatever the precision
@@ -20,11 +21,11 @@ MAP_PARALLELISM = 2  # batches augmented at once: enough to keep ahead of a trai
 PREFETCH_BATCHES = 2
 
 
-def scale_images(images):
-    """uint8 pixels 0-255 to float32 0-1: the only input transform a model ever sees."""
+def as_float(images):
+    """uint8 pixels to float32, still 0-255, for augmentation's interpolation and the model."""
     import tensorflow as tf
 
-    return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32)
 
 
 def make_dataset(
@@ -61,13 +62,13 @@ def make_dataset(
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda batch, pair_seed: (
-                augment_batch(scale_images(batch[0]), pair_seed, augment),
+                augment_batch(as_float(batch[0]), pair_seed, augment),
                 batch[1],
             ),
             num_parallel_calls=MAP_PARALLELISM,
         )
     else:
-        ds = ds.map(lambda x, y: (scale_images(x), y), num_parallel_calls=MAP_PARALLELISM)
+        ds = ds.map(lambda x, y: (as_float(x), y), num_parallel_calls=MAP_PARALLELISM)
     return ds.prefetch(PREFETCH_BATCHES).with_options(dataset_options())
 
 

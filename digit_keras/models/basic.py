@@ -11,7 +11,7 @@ that reads the last 4x4 map whole. With augmentation a single model scores about
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import conv_bn_relu, logits
+from digit_keras.models.blocks import conv_bn_relu, image_input, logits
 from digit_keras.models.registry import register
 
 
@@ -24,11 +24,10 @@ def basic(
 ) -> keras.Model:
     """Build the CNN; `width` is the first stage's filter count (stages use 1x, 2x, 4x).
 
-    Returns logits (apply softmax for probabilities); the logits layer is float32 even
-    under a mixed-precision policy.
+    Takes raw pixel values 0-255; returns logits (apply softmax for probabilities), float32
+    even under a mixed-precision policy.
     """
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
+    inputs, x = image_input(input_shape)
     for stage, filters in enumerate((width, 2 * width), start=1):
         x = conv_bn_relu(x, filters, 3, padding="valid", name=f"stage{stage}_a")
         x = conv_bn_relu(x, filters, 3, padding="valid", name=f"stage{stage}_b")

@@ -45,10 +45,14 @@ def residual_stages(x, blocks: Sequence[int], widths: Sequence[int], block: Call
     return x
 
 
-def padded_input(input_shape: tuple[int, int, int], pad: int):
-    """The model input, zero-padded by `pad` pixels a side (2 turns 28x28 into CIFAR's 32x32)."""
+def image_input(input_shape: tuple[int, int, int], pad: int = 0):
+    """The model input and what the first layer sees: every model takes raw pixel values 0-255
+    and scales them to [0, 1] itself, so training, export and serving share one input contract.
+    With `pad`, the scaled image is zero-padded that many pixels a side (2: 28x28 to 32x32)."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.ZeroPadding2D(pad, name="pad")(inputs) if pad else inputs
+    x = layers.Rescaling(1 / 255, name="rescale")(inputs)
+    if pad:
+        x = layers.ZeroPadding2D(pad, name="pad")(x)
     return inputs, x
 
 

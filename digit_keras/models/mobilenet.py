@@ -10,7 +10,7 @@ ImageNet classifier).
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import bn_relu, conv_bn_relu, logits_head, padded_input
+from digit_keras.models.blocks import bn_relu, conv_bn_relu, image_input, logits_head
 from digit_keras.models.registry import register
 
 # (pointwise filters, stride) of the 13 depthwise-separable blocks; block 12 relaxed to stride 1.
@@ -39,7 +39,7 @@ def mobilenet(
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build MobileNet v1; `alpha` is the paper's width multiplier. Returns logits."""
-    inputs, x = padded_input(input_shape, 0)
+    inputs, x = image_input(input_shape)
     x = conv_bn_relu(x, max(8, int(32 * alpha)), 3, name="stem")
     for index, (filters, strides) in enumerate(BLOCKS, start=1):
         name = f"block{index}"

@@ -20,8 +20,8 @@ from digit_keras.models.blocks import (
     bn_relu,
     conv,
     conv_bn_relu,
+    image_input,
     logits_head,
-    padded_input,
     residual_stages,
 )
 from digit_keras.models.registry import register
@@ -65,7 +65,7 @@ def resnet50(
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build ResNet-50; `width` is stage 1's bottleneck width (stages use 1, 2, 4, 8x)."""
-    inputs, x = padded_input(input_shape, 0)
+    inputs, x = image_input(input_shape)
     x = conv_bn_relu(x, width, 3, name="stem")
     x = residual_stages(x, blocks, [width * 2**stage for stage in range(len(blocks))], bottleneck)
     return keras.Model(inputs, logits_head(x, num_classes), name="resnet50")
@@ -83,7 +83,7 @@ def resnet164(
     if depth < 11 or (depth - 2) % 9:
         raise ValueError(f"resnet164 depth must be 9n + 2 (11, 20, ..., 164); got {depth}")
     per_stage = (depth - 2) // 9
-    inputs, x = padded_input(input_shape, pad)
+    inputs, x = image_input(input_shape, pad)
     x = conv(x, width, 3, name="stem_conv")
     x = residual_stages(x, [per_stage] * 3, [width, 2 * width, 4 * width], preact_bottleneck)
     x = bn_relu(x, "final")

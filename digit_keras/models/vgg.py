@@ -10,7 +10,7 @@ parameters in all (14.7M in the convs).
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import bn_relu, conv_bn_relu, logits, padded_input
+from digit_keras.models.blocks import bn_relu, conv_bn_relu, image_input, logits
 from digit_keras.models.registry import register
 
 STAGES = ((1, 2), (2, 2), (4, 3), (8, 3), (8, 3))  # (width multiple, convs) per stage
@@ -26,7 +26,7 @@ def vgg16(
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build VGG-16-BN; `width` is the first stage's filter count (stages use 1, 2, 4, 8, 8x)."""
-    inputs, x = padded_input(input_shape, pad)
+    inputs, x = image_input(input_shape, pad)
     for stage, (multiple, convs) in enumerate(STAGES, start=1):
         for index in range(1, convs + 1):
             x = conv_bn_relu(x, width * multiple, 3, name=f"stage{stage}_conv{index}")

@@ -11,7 +11,7 @@ from functools import partial
 import keras
 from keras import layers
 
-from digit_keras.models.blocks import bn_relu, conv, logits_head, padded_input, residual_stages
+from digit_keras.models.blocks import bn_relu, conv, image_input, logits_head, residual_stages
 from digit_keras.models.registry import register
 
 
@@ -42,7 +42,7 @@ def wrn28_10(
     if depth < 10 or (depth - 4) % 6:
         raise ValueError(f"wrn28_10 depth must be 6n + 4 (10, 16, ..., 28); got {depth}")
     per_stage = (depth - 4) // 6
-    inputs, x = padded_input(input_shape, pad)
+    inputs, x = image_input(input_shape, pad)
     x = conv(x, 16, 3, name="stem_conv")
     widths = [16 * widen_factor * 2**stage for stage in range(3)]
     x = residual_stages(x, [per_stage] * 3, widths, partial(wide_block, dropout=dropout))
