@@ -8,12 +8,12 @@ JAX_BIN := $(JAX_VENV)/bin
 PYTEST_PIN := $(shell grep '^pytest==' requirements-dev.txt)
 ARCH ?= basic
 
-.PHONY: demo test test-tf test-jax lint format bench clean
+.PHONY: demo test test-tf test-jax lint format bench bundle clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e ".[tensorflow]"
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e ".[tensorflow,serve]"
 	touch $@
 
 $(JAX_BIN)/.installed: pyproject.toml requirements-jax.txt requirements-dev.txt
@@ -42,6 +42,12 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The model that `serve` and picture `predict` use by default, in saved_models/default/.
+bundle: $(BIN)/.installed
+	$(BIN)/digit-keras fit --arch basic --out saved_models/default-run
+	$(BIN)/digit-keras export --model saved_models/default-run --format onnx
+	$(BIN)/python -m digit_keras.serving.bundle saved_models/default-run
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_basic.py

@@ -128,12 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.set_defaults(handler=run_tune)
 
-    predict = commands.add_parser("predict", help="write a Kaggle submission from a trained model")
+    predict = commands.add_parser(
+        "predict",
+        help="write a Kaggle submission from a trained model, or classify pictures",
+        description="With no IMAGE: predict test.csv and write a Kaggle submission. With IMAGE "
+        "files or folders: print the digit and its probability for each picture, preprocessed "
+        "as the service does.",
+    )
+    predict.add_argument("images", nargs="*", metavar="IMAGE", help="picture files or folders")
     predict.add_argument(
         "--model",
-        required=True,
         help="run directory, .keras file, SavedModel directory, .onnx file, "
-        "or 'latest' (newest finished run)",
+        "or 'latest' (newest finished run); pictures default to the bundled model",
     )
     _add_data_options(predict)
     predict.add_argument(
@@ -141,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=1024)
     predict.set_defaults(handler=run_predict)
+
+    serve = commands.add_parser(
+        "serve", help="answer pictures over HTTP: a JSON API and a draw-a-digit page"
+    )
+    serve.add_argument(
+        "--model",
+        help="a run directory holding model.onnx (see export), or a .onnx file "
+        "(default: the bundled basic model)",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=run_serve)
 
     export = commands.add_parser(
         "export",
@@ -371,6 +389,11 @@ def _resumable_tune_dir(spec: str, arch: str) -> Path:
 
 
 def run_predict(args: argparse.Namespace) -> None:
+    if args.images:
+        run_predict_pictures(args)
+        return
+    if not args.model:
+        raise UserError("predict needs --model to write a submission (or IMAGE files)")
     started = time.perf_counter()
     from concurrent.futures import ThreadPoolExecutor
 
@@ -396,6 +419,32 @@ def run_predict(args: argparse.Namespace) -> None:
     write_submission(labels, out)
     seconds = time.perf_counter() - started
     print(f"wrote {out}: {len(labels)} predictions for {data_source} in {seconds:.1f} s")
+
+
+def run_predict_pictures(args: argparse.Namespace) -> None:
+    from digit_keras.serving import BUNDLED_MODEL_DIR
+    from digit_keras.serving.pictures import predict_pictures
+
+    answers = predict_pictures(args.model or str(BUNDLED_MODEL_DIR / "model.onnx"), args.images)
+    for answer in answers:
+        if answer.error:
+            print(f"{answer.path}: error: {answer.error}")
+        else:
+            print(f"{answer.path}: {answer.label} ({answer.confidence:.1%})")
+    failed = [answer for answer in answers if answer.error]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(answers)} pictures could not be read")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from digit_keras.serving import BUNDLED_MODEL_DIR
+    from digit_keras.serving.app import create_app, load_served_model
+
+    model = load_served_model(Path(args.model) if args.model else BUNDLED_MODEL_DIR)
+    print(f"serving {model.path} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -1,0 +1,209 @@
+"""The FastAPI service behind `digit-keras serve`: pictures in, digits out, through ONNX Runtime.
+
+Serving imports no TensorFlow: the model is an exported `.onnx` graph (raw pixels 0-255 in,
+probabilities out), so the service starts in about a second and needs only onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from digit_keras.errors import UserError
+from digit_keras.serving.preprocess import (
+    BadImage,
+    Limits,
+    picture_to_digit,
+    pixels_to_digit,
+)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_BATCH = 64
+INPUT_CONTRACT = (
+    "one picture of one digit (PNG, JPEG, BMP, GIF, WebP), any size and colours, made "
+    "MNIST-style: grey, light ink on black, cropped, fitted in 20x20, centred by mass in 28x28"
+)
+
+
+@dataclass
+class ServedModel:
+    """An ONNX model and what is known about it (from its run's metrics or its manifest)."""
+
+    path: Path
+    session: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 -> (N, 10) probabilities."""
+        name = self.session.get_inputs()[0].name
+        pixels = digits.reshape(-1, 28, 28, 1).astype(np.float32)
+        return self.session.run(None, {name: pixels})[0]
+
+
+def load_served_model(path: Path) -> ServedModel:
+    """Load an `.onnx` file, or the `model.onnx` of a run directory, with its description."""
+    from digit_keras.predictors import onnx_session
+
+    onnx_path = path / "model.onnx" if path.is_dir() else path
+    if path.is_dir() and not onnx_path.is_file():
+        raise UserError(
+            f"{path}: no model.onnx; export it first: digit-keras export --model {path} "
+            "--format onnx"
+        )
+    if onnx_path.suffix != ".onnx" or not onnx_path.is_file():
+        raise UserError(f"{path}: expected a run directory with model.onnx, or a .onnx file")
+    return ServedModel(onnx_path, onnx_session(onnx_path), _describe(onnx_path.parent))
+
+
+def _describe(folder: Path) -> dict[str, Any]:
+    """Architecture, holdout accuracy and training date from a manifest or a run's metrics."""
+    for name in ("manifest.json", "metrics.json"):
+        if (folder / name).is_file():
+            raw = json.loads((folder / name).read_text())
+            keys = ("arch", "holdout_accuracy", "trained", "command", "commit")
+            return {key: raw[key] for key in keys if key in raw}
+    return {}
+
+
+class Prediction(BaseModel):
+    label: int = Field(description="the predicted digit")
+    confidence: float = Field(description="its probability")
+    probabilities: list[float] = Field(description="the ten class probabilities, digits 0-9")
+    input: list[list[int]] = Field(description="the 28x28 image the model saw, 0-255")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction]
+
+
+class Pixels(BaseModel):
+    pixels: list[list[float]] | list[float] = Field(
+        description="a 28x28 MNIST-style image (light ink on black), nested or flat, 0-255"
+    )
+
+
+class SeedAnswer(BaseModel):
+    """The answer of the original service's route, for its existing clients."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    class_: int = Field(alias="class", description="the predicted digit")
+    probability: float
+
+
+class ModelInfo(BaseModel):
+    path: str
+    arch: str | None = None
+    holdout_accuracy: float | None = None
+    trained: str | None = None
+    command: str | None = None
+    input: str = INPUT_CONTRACT
+
+
+def served_model(request: Request) -> ServedModel:
+    model = getattr(request.app.state, "model", None)
+    if model is None:
+        raise HTTPException(503, "the model is not loaded yet")
+    return model
+
+
+Model = Annotated[ServedModel, Depends(served_model)]
+
+
+async def _read_upload(upload: UploadFile, limits: Limits) -> bytes:
+    """The upload's bytes, reading at most one byte past the limit."""
+    data = await upload.read(limits.max_bytes + 1)
+    if len(data) > limits.max_bytes:
+        raise HTTPException(413, f"the upload is over the limit of {limits.max_bytes:,} bytes")
+    return data
+
+
+def _predictions(model: ServedModel, digits: list[np.ndarray]) -> list[Prediction]:
+    probabilities = model.probabilities(np.stack(digits))
+    return [
+        Prediction(
+            label=int(p.argmax()),
+            confidence=float(p.max()),
+            probabilities=[float(v) for v in p],
+            input=digit.tolist(),
+        )
+        for digit, p in zip(digits, probabilities, strict=True)
+    ]
+
+
+DEFAULT_LIMITS = Limits()
+Upload = Annotated[UploadFile, File(description="a picture of one digit")]
+
+
+async def _picture(upload: UploadFile, limits: Limits, what: str = "") -> np.ndarray:
+    """An upload turned into the model's 28x28 input; bad pictures are a 4xx answer."""
+    data = await _read_upload(upload, limits)
+    try:
+        return picture_to_digit(data, limits)
+    except BadImage as err:
+        raise HTTPException(400, f"{what}{err}") from None
+
+
+def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> FastAPI:
+    """The app; `model` None answers 503 until `app.state.model` is set."""
+    app = FastAPI(
+        title="digit-keras",
+        summary="Handwritten digit recognition: upload a picture, get the digit.",
+    )
+    app.state.model = model
+
+    @app.get("/health")
+    def health(model: Model) -> dict[str, str]:
+        """Ready once the model is loaded (503 before)."""
+        return {"status": "ok"}
+
+    @app.get("/model")
+    def model_info(model: Model) -> ModelInfo:
+        return ModelInfo(path=str(model.path), **model.info)
+
+    @app.post("/predict")
+    async def predict(model: Model, file: Upload) -> Prediction:
+        """One picture of one digit."""
+        return _predictions(model, [await _picture(file, limits)])[0]
+
+    @app.post("/predict/pixels")
+    def predict_pixels(model: Model, body: Pixels) -> Prediction:
+        """A 28x28 MNIST-style image as numbers, taken as it is."""
+        try:
+            digit = pixels_to_digit(body.pixels)
+        except BadImage as err:
+            raise HTTPException(400, str(err)) from None
+        return _predictions(model, [digit])[0]
+
+    @app.post("/predict/batch")
+    async def predict_batch(
+        model: Model, files: Annotated[list[UploadFile], File(description="pictures")]
+    ) -> BatchPrediction:
+        """Several pictures, one digit each, answered in order."""
+        if len(files) > MAX_BATCH:
+            raise HTTPException(413, f"{len(files)} files; the limit is {MAX_BATCH} a request")
+        digits = [
+            await _picture(upload, limits, f"file {index} ({upload.filename}): ")
+            for index, upload in enumerate(files, start=1)
+        ]
+        return BatchPrediction(predictions=_predictions(model, digits))
+
+    @app.post("/digit_recognizer/predict", response_model_by_alias=True)
+    async def seed_predict(model: Model, file: Upload) -> SeedAnswer:
+        """The original service's route: the class and its probability."""
+        answer = _predictions(model, [await _picture(file, limits)])[0]
+        return SeedAnswer(class_=answer.label, probability=answer.confidence)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,137 @@
+"""The draw-a-digit page in a real browser: headless Chromium against the real server.
+
+Needs Debian's chromium and chromium-driver (`.ci/run` installs them); skipped where they are
+missing. Nothing is downloaded at run time: Selenium is pointed at the system chromedriver.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from digit_keras.serving import BUNDLED_MODEL_DIR
+
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMEDRIVER, reason="needs Debian's chromium-driver"),
+    pytest.mark.skipif(not (BUNDLED_MODEL_DIR / "model.onnx").is_file(), reason="no bundled model"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    """`digit-keras serve` with the bundled model, as a user starts it; stopped by the test."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digit_keras", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"server did not start: {process.stdout.read()}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1000,800",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _draw(browser, strokes: list[list[tuple[int, int]]]) -> None:
+    """Mouse strokes on the canvas; points are pixels from the canvas's centre."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    pad = browser.find_element(By.ID, "pad")
+    for stroke in strokes:
+        actions = ActionChains(browser, duration=10)
+        actions.move_to_element_with_offset(pad, *stroke[0]).click_and_hold()
+        previous = stroke[0]
+        for point in stroke[1:]:
+            actions.move_by_offset(point[0] - previous[0], point[1] - previous[1])
+            previous = point
+        actions.release().perform()
+
+
+def _shown_label(browser, previous: str = "-") -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    label = browser.find_element(By.ID, "label")
+    WebDriverWait(browser, 10).until(lambda _: label.text not in ("", previous))
+    return label.text
+
+
+def test_drawing_a_digit_shows_the_prediction_and_what_the_model_saw(
+    server_url, browser, tmp_path: Path
+):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server_url)
+    seven = [[(-70, -80), (0, -80), (70, -80), (35, 0), (0, 90)]]
+    _draw(browser, seven)
+    assert _shown_label(browser) == "7"
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+    assert len(bars) == 10 and "%" in bars[7].text
+    browser.save_screenshot(str(tmp_path / "seven.png"))
+
+    browser.find_element(By.ID, "clear").click()
+    assert browser.find_element(By.ID, "label").text == "-"
+    _draw(browser, [[(0, -90), (0, -30), (0, 30), (0, 90)]])
+    assert _shown_label(browser) == "1"
+    seen = browser.execute_script(
+        "const d = document.getElementById('seen').getContext('2d')"
+        ".getImageData(0, 0, 28, 28).data; let s = 0; for (const v of d) s += v; return s;"
+    )
+    assert seen > 28 * 28 * 255  # alpha alone sums to that: the 28x28 view shows ink
+    logs = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not logs, logs
