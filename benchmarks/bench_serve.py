@@ -1,0 +1,120 @@
+"""Load test of `digit-keras serve` on 127.0.0.1: requests/s and latency percentiles.
+
+Starts the real server (the bundled model unless --model), then, for each concurrency level,
+keeps that many requests in flight from one asyncio client for a bounded count and time, and
+prints requests/s, images/s and p50/p99 latency. The client shares the machine's cores with the
+server, as a load generator on the same host does.
+
+    python benchmarks/bench_serve.py [--model RUN|.onnx] [--requests 2000] [--seconds 20]
+        [--concurrency 1,4,16] [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def _digit_png() -> bytes:
+    """A hand-drawn-looking 7 on white paper, 200x200, as the page would send it."""
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).line([(50, 40), (150, 40), (85, 160)], 0, 14)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model: str | None, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "digit_keras", "serve", "--port", str(port)]
+    process = subprocess.Popen([*command, *(["--model", model] if model else [])])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("the server did not start")
+
+
+async def load(url: str, files_for, concurrency: int, requests: int, seconds: float) -> dict:
+    """Keep `concurrency` requests in flight until `requests` are done or `seconds` pass."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while len(latencies) < requests and time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.post(url, files=files_for())
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    milliseconds = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "per_s": len(latencies) / wall,
+        "p50": float(np.percentile(milliseconds, 50)),
+        "p99": float(np.percentile(milliseconds, 99)),
+        "mean": statistics.fmean(milliseconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="run directory with model.onnx, or a .onnx file")
+    parser.add_argument("--requests", type=int, default=2000, help="most requests per level")
+    parser.add_argument("--seconds", type=float, default=20, help="most seconds per level")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--batch", type=int, default=16, help="pictures per batch request")
+    args = parser.parse_args()
+
+    picture = _digit_png()
+    port = _free_port()
+    server = start_server(args.model, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(load(f"{base}/predict", lambda: {"file": ("d.png", picture)}, 4, 200, 5))
+        print(f"{'request':>22} {'in flight':>9} {'done':>6} {'req/s':>7} {'img/s':>7} "
+              f"{'p50 ms':>7} {'p99 ms':>7}")  # fmt: skip
+        levels = [int(c) for c in args.concurrency.split(",")]
+        kinds = [("1 picture", "/predict", lambda: {"file": ("d.png", picture)}, 1)]
+        batch = [("files", (f"{i}.png", picture)) for i in range(args.batch)]
+        kinds.append((f"batch of {args.batch}", "/predict/batch", lambda: batch, args.batch))
+        for name, route, files_for, images in kinds:
+            for level in levels:
+                result = asyncio.run(
+                    load(base + route, files_for, level, args.requests, args.seconds)
+                )
+                print(
+                    f"{name:>22} {level:>9} {result['requests']:>6} {result['per_s']:>7.0f} "
+                    f"{result['per_s'] * images:>7.0f} {result['p50']:>7.1f} {result['p99']:>7.1f}"
+                )
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
