@@ -180,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble = commands.add_parser(
         "ensemble", help="combine cv runs: mean, majority vote or Super Learner; write a submission"
     )
-    ensemble.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished cv runs")
+    ensemble.add_argument(
+        "runs",
+        nargs="+",
+        metavar="MEMBER",
+        help="finished cv run directories, or their member.npz files (these need train.csv)",
+    )
+    _add_data_options(ensemble)
     ensemble.add_argument(
         "--method",
         choices=METHODS,
@@ -482,13 +488,16 @@ def run_export(args: argparse.Namespace) -> None:
 
 def run_ensemble(args: argparse.Namespace) -> None:
     import json
+    from functools import cache
 
     from digit_keras.atomic import write_text_atomic
+    from digit_keras.data import load_train
     from digit_keras.data.submission import write_submission
     from digit_keras.ensemble.base_runs import load_base_runs
     from digit_keras.ensemble.evaluate import evaluate, format_table
 
-    members, rows = load_base_runs(args.runs)
+    labels = cache(lambda: load_train(args.dataset or "kaggle", args.data)[1])
+    members, rows = load_base_runs(args.runs, labels)
     if not len(rows):
         raise UserError("the runs share no out-of-fold rows; train them with the same --seed")
     scored = evaluate(members, rows, args.seed)

@@ -180,3 +180,30 @@ def test_holdout_runs_restrict_the_ensemble_to_their_rows(tmp_path, labels):
     holdout = write_cv_run(tmp_path / "holdout", labels, holdout_logits)
     _, rows = load_base_runs([str(kfold), str(holdout)])
     assert np.array_equal(rows, np.flatnonzero(folds == 0))
+
+
+def test_member_files_stand_in_for_their_runs(tmp_path, labels, capsys):
+    """A member file (float16, no labels) ensembles like its run, given the training labels."""
+    from digit_keras.ensemble.base_runs import load_run, save_member
+
+    good = write_cv_run(tmp_path / "good", labels, _logits_with_accuracy(labels, 0.9, 7))
+    fair = write_cv_run(tmp_path / "fair", labels, _logits_with_accuracy(labels, 0.7, 8))
+    save_member(load_run(good), tmp_path / "good.npz")
+    runs, _ = load_base_runs([str(good), str(fair)])
+    mixed, _ = load_base_runs([str(tmp_path / "good.npz"), str(fair)], labels=lambda: labels)
+    assert mixed[0].name == "good" and mixed[0].arch == "basic"
+    np.testing.assert_array_equal(mixed[0].folds, runs[0].folds)
+    np.testing.assert_allclose(
+        mixed[0].oof_log_probabilities(slice(None)), runs[0].oof_log_probabilities(slice(None)),
+        atol=2e-2, rtol=2e-3,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        mixed[0].test_log_probabilities(), runs[0].test_log_probabilities(), atol=2e-2, rtol=2e-3
+    )
+    assert accuracy(mixed[0].oof_logits, labels) == accuracy(runs[0].oof_logits, labels)
+    shuffled = np.roll(labels, 1)
+    with pytest.raises(Exception, match="other training rows"):
+        load_base_runs([str(tmp_path / "good.npz"), str(fair)], labels=lambda: shuffled)
+    (tmp_path / "bad.npz").write_bytes(b"not a member")
+    with pytest.raises(Exception, match="not a member file"):
+        load_base_runs([str(tmp_path / "bad.npz"), str(fair)], labels=lambda: labels)

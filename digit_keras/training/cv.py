@@ -8,6 +8,7 @@ A cv run directory holds:
                          plus oof_logits.npy (its held-out rows) and test_logits.npy (the test set)
   oof_logits.npy         out-of-fold logits for every row (N x 10; NaN for rows never held out)
   test_logits.npy        test-set logits of each fold model (trained folds x T x 10)
+  member.npz             the run as a small, shareable ensemble member (ensemble/base_runs.py)
   metrics.json           per-fold and overall out-of-fold accuracy and log-loss; written last
 
 Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of the same seed.
@@ -133,8 +134,14 @@ def cross_validate(
             file=sys.stderr,
         )
 
-    save_npy_atomic(run_dir / OOF_LOGITS_FILE, oof_logits)
-    save_npy_atomic(run_dir / TEST_LOGITS_FILE, np.stack(test_logits))
+    from digit_keras.ensemble.base_runs import MEMBER_FILE, BaseRun, save_member
+
+    member = BaseRun(
+        run_dir.name, config.arch, labels, assignment, oof_logits, np.stack(test_logits)
+    )
+    save_npy_atomic(run_dir / OOF_LOGITS_FILE, member.oof_logits)
+    save_npy_atomic(run_dir / TEST_LOGITS_FILE, member.test_logits)
+    save_member(member, run_dir / MEMBER_FILE)
     predicted = np.flatnonzero(~np.isnan(oof_logits[:, 0]))
     metrics = {
         "arch": config.arch,
