@@ -148,9 +148,12 @@ def make_split_datasets(
     return train_ds, holdout_ds
 
 
-def recalibrate_on_train_rows(model, config: TrainConfig, data: TrainingData) -> int:
+def recalibrate_on_train_rows(
+    model, config: TrainConfig, data: TrainingData, batch_size: int
+) -> int:
     """Recompute the BN statistics of `model` on a seeded sample of the training rows, as the
-    model sees them at inference (un-augmented); returns the number of images used."""
+    model sees them at inference (un-augmented), in batches of the global training batch size
+    (so one device and several compute the same statistics); returns the images used."""
     from digit_keras.data.pipeline import make_dataset
     from digit_keras.training.batch_norm import recalibrate_batch_norm
 
@@ -158,7 +161,7 @@ def recalibrate_on_train_rows(model, config: TrainConfig, data: TrainingData) ->
     if not count:
         return 0
     rows = np.random.default_rng(config.seed).choice(data.train_idx, count, replace=False)
-    batches = make_dataset(data.images[rows], None, config.batch_size)
+    batches = make_dataset(data.images[rows], None, batch_size)
     recalibrate_batch_norm(model, batches)
     return count
 
@@ -208,7 +211,7 @@ def train_split(
             shuffle=False,
             verbose=progress_verbosity(verbose),
         )
-    recalibrated = recalibrate_on_train_rows(model, config, data)
+    recalibrated = recalibrate_on_train_rows(model, config, data, global_batch)
     with strategy.scope():
         scores = {}
         if holdout_ds is not None:
