@@ -1,7 +1,9 @@
 """The FastAPI service behind `digit-keras serve`: pictures in, digits out, through ONNX Runtime.
 
 Serving imports no TensorFlow: the model is an exported `.onnx` graph (raw pixels 0-255 in,
-probabilities out), so the service starts in about a second and needs only onnxruntime.
+probabilities out), so the service needs only onnxruntime, not TensorFlow. The
+routes are plain functions, which FastAPI runs in its thread pool: decoding and inference
+release the GIL, so requests are answered side by side on all cores.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def load_served_model(path: Path) -> ServedModel:
         )
     if onnx_path.suffix != ".onnx" or not onnx_path.is_file():
         raise UserError(f"{path}: expected a run directory with model.onnx, or a .onnx file")
-    return ServedModel(onnx_path, onnx_session(onnx_path), _describe(onnx_path.parent))
+    # One thread per call: requests run side by side, each on a core, rather than each
+    # request's tiny graph split over all cores.
+    return ServedModel(onnx_path, onnx_session(onnx_path, threads=1), _describe(onnx_path.parent))
 
 
 def _describe(folder: Path) -> dict[str, Any]:
@@ -117,9 +121,9 @@ def served_model(request: Request) -> ServedModel:
 Model = Annotated[ServedModel, Depends(served_model)]
 
 
-async def _read_upload(upload: UploadFile, limits: Limits) -> bytes:
+def _read_upload(upload: UploadFile, limits: Limits) -> bytes:
     """The upload's bytes, reading at most one byte past the limit."""
-    data = await upload.read(limits.max_bytes + 1)
+    data = upload.file.read(limits.max_bytes + 1)
     if len(data) > limits.max_bytes:
         raise HTTPException(413, f"the upload is over the limit of {limits.max_bytes:,} bytes")
     return data
@@ -142,9 +146,9 @@ DEFAULT_LIMITS = Limits()
 Upload = Annotated[UploadFile, File(description="a picture of one digit")]
 
 
-async def _picture(upload: UploadFile, limits: Limits, what: str = "") -> np.ndarray:
+def _picture(upload: UploadFile, limits: Limits, what: str = "") -> np.ndarray:
     """An upload turned into the model's 28x28 input; bad pictures are a 4xx answer."""
-    data = await _read_upload(upload, limits)
+    data = _read_upload(upload, limits)
     try:
         return picture_to_digit(data, limits)
     except BadImage as err:
@@ -169,9 +173,9 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
         return ModelInfo(path=str(model.path), **model.info)
 
     @app.post("/predict")
-    async def predict(model: Model, file: Upload) -> Prediction:
+    def predict(model: Model, file: Upload) -> Prediction:
         """One picture of one digit."""
-        return _predictions(model, [await _picture(file, limits)])[0]
+        return _predictions(model, [_picture(file, limits)])[0]
 
     @app.post("/predict/pixels")
     def predict_pixels(model: Model, body: Pixels) -> Prediction:
@@ -183,22 +187,22 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
         return _predictions(model, [digit])[0]
 
     @app.post("/predict/batch")
-    async def predict_batch(
+    def predict_batch(
         model: Model, files: Annotated[list[UploadFile], File(description="pictures")]
     ) -> BatchPrediction:
         """Several pictures, one digit each, answered in order."""
         if len(files) > MAX_BATCH:
             raise HTTPException(413, f"{len(files)} files; the limit is {MAX_BATCH} a request")
         digits = [
-            await _picture(upload, limits, f"file {index} ({upload.filename}): ")
+            _picture(upload, limits, f"file {index} ({upload.filename}): ")
             for index, upload in enumerate(files, start=1)
         ]
         return BatchPrediction(predictions=_predictions(model, digits))
 
     @app.post("/digit_recognizer/predict", response_model_by_alias=True)
-    async def seed_predict(model: Model, file: Upload) -> SeedAnswer:
+    def seed_predict(model: Model, file: Upload) -> SeedAnswer:
         """The original service's route: the class and its probability."""
-        answer = _predictions(model, [await _picture(file, limits)])[0]
+        answer = _predictions(model, [_picture(file, limits)])[0]
         return SeedAnswer(class_=answer.label, probability=answer.confidence)
 
     @app.get("/", include_in_schema=False)
