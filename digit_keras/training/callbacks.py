@@ -7,7 +7,6 @@ so on JAX `EpochSummaries` writes the same per-epoch curves with the framework-f
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -60,9 +59,10 @@ def best_logged(history_csv: Path, metric: str) -> float | None:
     """Best `metric` in a CSVLogger file, so a resumed run keeps its best checkpoint."""
     if not history_csv.is_file():
         return None
-    with history_csv.open(newline="") as handle:
-        values = [float(row[metric]) for row in csv.DictReader(handle) if row.get(metric)]
-    return max(values, default=None)
+    import pandas as pd
+
+    best = pd.read_csv(history_csv).get(metric, pd.Series(dtype=float)).max()
+    return None if pd.isna(best) else float(best)
 
 
 class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -119,18 +119,17 @@ def make_callbacks(
     """Backup first: at each epoch end the backup is saved before the history line is written."""
     callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP_DIR)), meter]
     if has_holdout:
+        previous_best = (
+            best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None
+        )
         checkpoint = NetworkCheckpoint(
             network,
             str(run_dir / runs.BEST_CHECKPOINT),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
+            initial_value_threshold=previous_best,
         )
-        previous_best = (
-            best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None
-        )
-        if previous_best is not None:
-            checkpoint.best = previous_best
         callbacks.append(checkpoint)
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resuming),
