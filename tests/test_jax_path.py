@@ -23,6 +23,8 @@ keras = import_keras()
 
 from digit_keras.data.augment import RandomAffine, with_augmentation  # noqa: E402
 from digit_keras.data.batches import ArrayBatches  # noqa: E402
+from digit_keras.data.split import stratified_holdout  # noqa: E402
+from digit_keras.inference import load_model, predict_logits  # noqa: E402
 from digit_keras.models import build_model  # noqa: E402
 
 TINY_FIT = ["--set", "model.width=4", "--batch-size", "32", "--seed", "1", "--epochs", "1"]
@@ -110,7 +112,12 @@ def test_fit_predict_cv_and_ensemble_run_on_jax_without_tensorflow(jax_runs):
         assert list((fit_dir / "tensorboard" / part).glob("events.out.tfevents.*")), part
     metrics = json.loads((fit_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["precision"] == "mixed_bfloat16"
-    assert 0.0 <= metrics["holdout_accuracy"] <= 1.0 and metrics["epoch_seconds"][0] > 0
+    assert metrics["epoch_seconds"][0] > 0
+    images, labels = synthetic_digits(320)  # the run's data; its holdout is the seed-1 split
+    _, holdout = stratified_holdout(labels, 0.1, seed=1)
+    logits = predict_logits(load_model(fit_dir / "model.keras"), images[holdout][..., None])
+    recomputed = float(np.mean(logits.argmax(axis=1) == labels[holdout]))
+    assert abs(metrics["holdout_accuracy"] - recomputed) <= 1 / 30 + 1e-6  # one near-tie
     assert len((jax_runs / "fit.csv").read_text().splitlines()) == 51
     cv_metrics = json.loads((jax_runs / "cv" / "metrics.json").read_text())
     assert cv_metrics["oof_rows"] == 320
