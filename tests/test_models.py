@@ -98,6 +98,12 @@ def test_full_size_parameter_count_matches_the_paper_or_its_pin(name):
     assert build_model(name).count_params() == pytest.approx(REFERENCE_PARAMS[name], rel=0.02)
 
 
+def test_networks_are_named_by_what_was_built():
+    assert build_model("wrn28_10", depth=16, widen_factor=2).name == "wrn16_2"
+    assert build_model("resnet164", depth=20, width=4).name == "resnet20"
+    assert build_model("basic", width=8).name == "basic"
+
+
 def test_size_knobs_pass_through():
     assert build_model("basic", width=8).get_layer("stage1_a_conv").filters == 8
     assert build_model("mobilenet", alpha=0.5).get_layer("block13_pw_conv").filters == 512

@@ -87,4 +87,4 @@ def resnet164(
     x = conv(x, width, 3, name="stem_conv")
     x = residual_stages(x, [per_stage] * 3, [width, 2 * width, 4 * width], preact_bottleneck)
     x = bn_relu(x, "final")
-    return keras.Model(inputs, logits_head(x, num_classes), name="resnet164")
+    return keras.Model(inputs, logits_head(x, num_classes), name=f"resnet{depth}")

@@ -47,4 +47,5 @@ def wrn28_10(
     widths = [16 * widen_factor * 2**stage for stage in range(3)]
     x = residual_stages(x, [per_stage] * 3, widths, partial(wide_block, dropout=dropout))
     x = bn_relu(x, "final")
-    return keras.Model(inputs, logits_head(x, num_classes), name="wrn28_10")
+    name = f"wrn{depth}_{widen_factor}"  # what was built: depth=16, widen_factor=2 is wrn16_2
+    return keras.Model(inputs, logits_head(x, num_classes), name=name)

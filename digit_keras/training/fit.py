@@ -221,6 +221,7 @@ def train_split(
         model.save(tmp)
     metrics: dict[str, Any] = {
         "arch": config.arch,
+        "network": model.name,  # the network as built: wrn16_2 for wrn28_10 at depth 16, k 2
         "params": model.count_params(),
         "backend": runtime.backend(),
         "data": data.source,
