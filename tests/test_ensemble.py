@@ -207,3 +207,15 @@ def test_member_files_stand_in_for_their_runs(tmp_path, labels, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a member")
     with pytest.raises(Exception, match="not a member file"):
         load_base_runs([str(tmp_path / "bad.npz"), str(fair)], labels=lambda: labels)
+
+
+def test_logistic_meta_learner_chooses_its_regularisation_by_inner_cv(labels):
+    from digit_keras.ensemble.super_learner import INNER_FOLDS, LOGISTIC_CS
+
+    features = _stacked(
+        _logits_with_accuracy(labels, 0.9, 1), _logits_with_accuracy(labels, 0.6, 2)
+    )
+    meta = make_meta_learner("logistic").fit(features, labels)
+    assert meta.C_ in LOGISTIC_CS and meta.scores_.shape == (INNER_FOLDS, 1, len(LOGISTIC_CS))
+    # The strongest regularisation would ignore the better model: inner CV must not pick it.
+    assert LOGISTIC_CS[0] < meta.C_
