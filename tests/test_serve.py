@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +244,14 @@ def test_image_predict_command(onnx_run, tmp_path, capsys):
 def test_serving_a_run_without_an_export_is_a_clear_error(tmp_path):
     (tmp_path / "run").mkdir()
     assert main(["serve", "--model", str(tmp_path / "run")]) == 2
+
+
+def test_serving_imports_neither_tensorflow_nor_keras(onnx_run):
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "from digit_keras.serving.app import create_app, load_served_model\n"
+        f"create_app(load_served_model(Path({str(onnx_run)!r})))\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
