@@ -6,7 +6,7 @@ prints requests/s, images/s and p50/p99 latency. The client shares the machine's
 server, as a load generator on the same host does.
 
     python benchmarks/bench_serve.py [--model RUN|.onnx] [--requests 2000] [--seconds 20]
-        [--concurrency 1,4,16] [--batch 16] [--workers 1]
+        [--concurrency 1,4,16] [--batch 16]
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: str | None, port: int, workers: int) -> subprocess.Popen:
+def start_server(model: str | None, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "digit_keras", "serve", "--port", str(port)]
-    command += ["--workers", str(workers)]
     process = subprocess.Popen([*command, *(["--model", model] if model else [])])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -89,12 +88,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="most seconds per level")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--batch", type=int, default=16, help="pictures per batch request")
-    parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args()
 
     picture = _digit_png()
     port = _free_port()
-    server = start_server(args.model, port, args.workers)
+    server = start_server(args.model, port)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(load(f"{base}/predict", lambda: {"file": ("d.png", picture)}, 4, 200, 5))

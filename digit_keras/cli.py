@@ -158,9 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--workers", type=int, default=1, help="server processes, each with the model (default 1)"
-    )
     serve.set_defaults(handler=run_serve)
 
     export = commands.add_parser(
@@ -449,24 +446,11 @@ def run_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from digit_keras.serving import BUNDLED_MODEL_DIR
-    from digit_keras.serving.app import MODEL_ENV, create_app, load_served_model
+    from digit_keras.serving.app import create_app, load_served_model
 
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1; got {args.workers}")
     model = load_served_model(Path(args.model) if args.model else BUNDLED_MODEL_DIR)
     print(f"serving {model.path} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    if args.workers == 1:
-        uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
-        return
-    os.environ[MODEL_ENV] = str(model.path)  # each worker process loads it again
-    uvicorn.run(
-        "digit_keras.serving.app:app_from_environment",
-        factory=True,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-    )
+    uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
 
 
 def run_export(args: argparse.Namespace) -> None:

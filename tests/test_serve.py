@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -258,26 +255,3 @@ def test_serving_imports_neither_tensorflow_nor_keras(onnx_run):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
-
-
-@pytest.mark.slow
-def test_serve_with_two_worker_processes_answers(onnx_run):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "digit_keras", "serve", "--model", str(onnx_run)]
-    server = subprocess.Popen([*command, "--port", str(port), "--workers", "2"])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=1) as reply:
-                    assert json.load(reply)["path"] == str(onnx_run / "model.onnx")
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no server"
-                time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert main(["serve", "--model", str(onnx_run), "--workers", "0"]) == 2

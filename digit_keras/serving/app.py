@@ -9,7 +9,6 @@ release the GIL, so requests are answered side by side on all cores.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +28,6 @@ from digit_keras.serving.preprocess import (
 )
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MODEL_ENV = "DIGIT_KERAS_SERVE_MODEL"  # the model path, for worker processes (serve --workers)
 MAX_BATCH = 64
 INPUT_CONTRACT = (
     "one picture of one digit (PNG, JPEG, BMP, GIF, WebP), any size and colours, made "
@@ -213,8 +211,3 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one `serve --workers N` process: the model named by $DIGIT_KERAS_SERVE_MODEL."""
-    return create_app(load_served_model(Path(os.environ[MODEL_ENV])))
