@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import io
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -77,7 +76,6 @@ async def load(url: str, files_for, concurrency: int, requests: int, seconds: fl
         "per_s": len(latencies) / wall,
         "p50": float(np.percentile(milliseconds, 50)),
         "p99": float(np.percentile(milliseconds, 99)),
-        "mean": statistics.fmean(milliseconds),
     }
 
 

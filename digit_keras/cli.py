@@ -428,10 +428,11 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_predict_pictures(args: argparse.Namespace) -> None:
+    from digit_keras.export import ONNX_FILE
     from digit_keras.serving import BUNDLED_MODEL_DIR
     from digit_keras.serving.pictures import predict_pictures
 
-    answers = predict_pictures(args.model or str(BUNDLED_MODEL_DIR / "model.onnx"), args.images)
+    answers = predict_pictures(args.model or str(BUNDLED_MODEL_DIR / ONNX_FILE), args.images)
     for answer in answers:
         if answer.error:
             print(f"{answer.path}: error: {answer.error}")

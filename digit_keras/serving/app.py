@@ -20,7 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from digit_keras.errors import UserError
+from digit_keras.export import ONNX_FILE
 from digit_keras.serving.preprocess import (
+    DEFAULT_LIMITS,
     BadImage,
     Limits,
     picture_to_digit,
@@ -54,14 +56,14 @@ def load_served_model(path: Path) -> ServedModel:
     """Load an `.onnx` file, or the `model.onnx` of a run directory, with its description."""
     from digit_keras.predictors import onnx_session
 
-    onnx_path = path / "model.onnx" if path.is_dir() else path
+    onnx_path = path / ONNX_FILE if path.is_dir() else path
     if path.is_dir() and not onnx_path.is_file():
         raise UserError(
-            f"{path}: no model.onnx; export it first: digit-keras export --model {path} "
+            f"{path}: no {ONNX_FILE}; export it first: digit-keras export --model {path} "
             "--format onnx"
         )
     if onnx_path.suffix != ".onnx" or not onnx_path.is_file():
-        raise UserError(f"{path}: expected a run directory with model.onnx, or a .onnx file")
+        raise UserError(f"{path}: expected a run directory with {ONNX_FILE}, or a .onnx file")
     # One thread per call: requests run side by side, each on a core, rather than each
     # request's tiny graph split over all cores.
     return ServedModel(onnx_path, onnx_session(onnx_path, threads=1), _describe(onnx_path.parent))
@@ -72,7 +74,7 @@ def _describe(folder: Path) -> dict[str, Any]:
     for name in ("manifest.json", "metrics.json"):
         if (folder / name).is_file():
             raw = json.loads((folder / name).read_text())
-            keys = ("arch", "holdout_accuracy", "trained", "command", "commit")
+            keys = ("arch", "holdout_accuracy", "trained", "command")
             return {key: raw[key] for key in keys if key in raw}
     return {}
 
@@ -142,7 +144,6 @@ def _predictions(model: ServedModel, digits: list[np.ndarray]) -> list[Predictio
     ]
 
 
-DEFAULT_LIMITS = Limits()
 Upload = Annotated[UploadFile, File(description="a picture of one digit")]
 
 

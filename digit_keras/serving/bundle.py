@@ -18,11 +18,12 @@ from pathlib import Path
 
 from digit_keras.atomic import atomic_path
 from digit_keras.errors import UserError
+from digit_keras.export import ONNX_FILE
 from digit_keras.inference import load_model
 from digit_keras.serving import BUNDLED_MODEL_DIR
 from digit_keras.training import runs
 
-FILES = (runs.MODEL_FILE, "model.onnx")
+FILES = (runs.MODEL_FILE, ONNX_FILE)
 
 
 def _commit() -> str:
@@ -49,8 +50,8 @@ def bundle(run_dir: Path, target: Path = BUNDLED_MODEL_DIR) -> dict:
         "wall_time_s": metrics["wall_time_s"],
     }
     target.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target / "model.onnx") as tmp:
-        shutil.copyfile(run_dir / "model.onnx", tmp)
+    with atomic_path(target / ONNX_FILE) as tmp:
+        shutil.copyfile(run_dir / ONNX_FILE, tmp)
     with atomic_path(target / runs.MODEL_FILE) as tmp:  # weights only: no optimizer state
         load_model(run_dir / runs.MODEL_FILE).save(tmp)
     runs.write_json(target / "manifest.json", manifest)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.special import softmax
 
 from digit_keras.errors import UserError
+from digit_keras.scoring import softmax
 from digit_keras.serving.preprocess import BadImage, picture_to_digit
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -55,7 +55,7 @@ def predict_pictures(model_spec: str, paths: list[str]) -> list[PictureAnswer]:
     if digits:
         source = locate(model_spec)
         scores = load_predictor(source)(np.stack(digits)[..., None], 256)
-        probabilities = softmax(scores, axis=1) if source.kind == "keras" else scores
+        probabilities = softmax(scores) if source.kind == "keras" else scores
         readable = (answer for answer in answers if answer.error is None)
         for answer, p in zip(readable, probabilities, strict=True):
             answer.label, answer.confidence = int(p.argmax()), float(p.max())

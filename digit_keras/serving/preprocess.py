@@ -42,7 +42,10 @@ class Limits:
     max_pixels: int = MAX_PIXELS
 
 
-def decode(data: bytes, limits: Limits = Limits()) -> Image.Image:
+DEFAULT_LIMITS = Limits()
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """Open an upload as a Pillow image, checking size, format and dimensions before decoding."""
     if not data:
         raise BadImage("the upload is empty")
@@ -101,7 +104,7 @@ def mnist_style(ink: np.ndarray) -> np.ndarray:
     return np.round(canvas).astype(np.uint8)
 
 
-def picture_to_digit(data: bytes, limits: Limits = Limits()) -> np.ndarray:
+def picture_to_digit(data: bytes, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """Uploaded picture bytes -> the 28x28 uint8 image (ink 255 on 0) the model sees."""
     return mnist_style(ink_on_black(to_grey(decode(data, limits))))
 
