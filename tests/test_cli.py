@@ -13,11 +13,9 @@ import pytest
 
 from digit_keras.cli import build_parser, main, resolve_config
 from digit_keras.config import load_config
-from digit_keras.data.split import stratified_holdout
-from digit_keras.inference import load_model, predict_logits
 from digit_keras.runtime import import_tensorflow
 from digit_keras.training.fit import fit
-from tests.conftest import TINY, synthetic_digits, tiny_overrides
+from tests.conftest import TINY, holdout_accuracy_of, synthetic_digits, tiny_overrides
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -64,11 +62,7 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path)
     assert metrics["train_images_per_s"] > 0
     # The reported accuracy is the saved model's on the holdout rows (one near-tie may flip
     # between Keras's evaluate and the folded inference model).
-    images, labels = synthetic_digits(320)
-    _, holdout = stratified_holdout(labels, 0.1, seed=1)
-    model = load_model(tmp_path / run_dir / "model.keras")
-    logits = predict_logits(model, images[holdout][..., None])
-    recomputed = float(np.mean(logits.argmax(axis=1) == labels[holdout]))
+    recomputed = holdout_accuracy_of(tmp_path / run_dir / "model.keras", seed=1)
     assert abs(metrics["holdout_accuracy"] - recomputed) <= 1 / 30 + 1e-6
     saved = load_config(tmp_path / run_dir / "config.toml")
     assert saved.model["width"] == 4 and saved.epochs == 1 and saved.batch_size == 32
