@@ -117,8 +117,9 @@ def has_accelerator() -> bool:
 def resolve_precision(precision: str) -> str:
     """ "auto" is mixed_bfloat16 on accelerators and on CPUs with native bf16, else float32.
 
-    bf16 trains `basic` ~1.3-1.6x faster than float32 on the reference CPU (AVX512_BF16) at the
-    same accuracy; a CPU without bf16 instructions would emulate it, slower than float32.
+    On the reference CPU (AVX512_BF16) bf16 trains `basic` 1.2-1.3x faster than float32
+    (benchmarks/bench_cpu_speed.py) at the same holdout accuracy; a CPU without bf16
+    instructions would emulate it.
     """
     if precision != "auto":
         return precision
