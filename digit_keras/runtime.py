@@ -118,8 +118,7 @@ def resolve_precision(precision: str) -> str:
     """ "auto" is mixed_bfloat16 on accelerators and on CPUs with native bf16, else float32.
 
     On the reference CPU (AVX512_BF16) bf16 trains `basic` 1.2-1.3x faster than float32
-    (benchmarks/bench_cpu_speed.py) at the same holdout accuracy; a CPU without bf16
-    instructions would emulate it.
+    (benchmarks/bench_cpu_speed.py); a CPU without bf16 instructions would emulate it.
     """
     if precision != "auto":
         return precision
