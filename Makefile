@@ -13,7 +13,7 @@ ARCH ?= basic
 $(BIN)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e ".[tensorflow,serve]"
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e ".[tensorflow,serve,report]"
 	touch $@
 
 $(JAX_BIN)/.installed: pyproject.toml requirements-jax.txt requirements-dev.txt
@@ -38,6 +38,7 @@ test-jax: $(JAX_BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

@@ -15,16 +15,28 @@ from digit_keras.errors import UserError
 from digit_keras.tuning import TUNERS
 
 SUBMISSIONS_DIR = Path("submissions")
+# The package extra that installs each optional import, for a one-line error when it is missing.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("keras", "keras_tuner", "pandas", "sklearn", "tensorboard"), "tensorflow"),
+    **dict.fromkeys(("tensorflow", "tf2onnx", "onnx"), "tensorflow"),
+    "matplotlib": "report",
+    **dict.fromkeys(("fastapi", "uvicorn", "PIL", "multipart", "scipy", "onnxruntime"), "serve"),
+    "jax": "jax",
+}
 DEFAULT_FOLDS = 5
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="DIR",
         help="folder with train.csv/test.csv (plain or .gz); "
         "default $DIGIT_KERAS_DATA, else ./data",
     )
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    _add_data_dir_option(parser)
     parser.add_argument(
         "--dataset",
         choices=CHOICES["data.dataset"],
@@ -206,6 +218,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ensemble.set_defaults(handler=run_ensemble)
 
+    report = commands.add_parser(
+        "report",
+        help="an HTML report of a run's held-out mistakes, confusions, calibration and curves",
+        description="Write one self-contained HTML page (charts also saved as PNGs beside it) on "
+        "a fit or cv run's held-out rows; several cv runs are compared as ensemble members, and "
+        "their mean ensemble is described.",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished fit or cv runs")
+    report.add_argument(
+        "--out",
+        metavar="FILE",
+        help="HTML path (default RUN_DIR/report.html for one run, ./report.html for several)",
+    )
+    _add_data_dir_option(report)  # the images of the held-out rows; each run names its dataset
+    report.add_argument(
+        "--mistakes", type=int, default=48, help="misclassified images shown (default 48)"
+    )
+    report.add_argument("--seed", type=int, default=0, help="seeds the Super Learner's folds")
+    report.set_defaults(handler=run_report)
+
+    config = commands.add_parser(
+        "config", help="print a shipped recipe or search space, to copy and edit"
+    )
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser(
+        "show",
+        help="print an architecture's recipe (the TOML `fit --config FILE` reads)",
+        description="Print an architecture's shipped recipe; redirect it to a file, edit it, "
+        "and train with `digit-keras fit --config FILE`.",
+    )
+    show.add_argument("--arch", default="basic", help="(default basic)")
+    what = show.add_mutually_exclusive_group()
+    what.add_argument(
+        "--resolved",
+        action="store_true",
+        help="every key, the defaults the recipe leaves out included (as a run saves it)",
+    )
+    what.add_argument(
+        "--space", action="store_true", help="the keras-tuner search space instead (for tune)"
+    )
+    show.set_defaults(handler=run_config_show)
+
     models = commands.add_parser("models", help="list the architectures with their size and cost")
     models.set_defaults(handler=run_models)
     return parser
@@ -235,10 +289,7 @@ def resolve_config(args: argparse.Namespace):
         parse_assignment,
     )
 
-    path = args.config or default_config_path(args.arch or "basic")
-    if not args.config and not Path(path).is_file():
-        raise UserError(f"no config for architecture {args.arch!r} at {path}; pass --config FILE")
-    config = load_config(path)
+    config = load_config(args.config or default_config_path(args.arch or "basic"))
     overrides = dict(parse_assignment(item) for item in args.set)
     if args.arch:
         overrides["arch"] = args.arch
@@ -264,6 +315,7 @@ def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()
 def run_fit(args: argparse.Namespace) -> None:
     from digit_keras.config import load_config
     from digit_keras.training import runs
+    from digit_keras.training.fit import fit
 
     if args.resume:
         _refuse_config_flags(args)
@@ -273,8 +325,6 @@ def run_fit(args: argparse.Namespace) -> None:
         config = resolve_config(args)
         run_dir = runs.new_run_dir(config.arch, args.out)
     print(f"run dir: {run_dir}", flush=True)
-
-    from digit_keras.training.fit import fit
 
     try:
         result = fit(config, run_dir, data_dir=args.data, resuming=bool(args.resume))
@@ -328,7 +378,7 @@ def run_tune(args: argparse.Namespace) -> None:
     from digit_keras.runtime import import_keras
 
     import_keras()
-    from digit_keras.config import load_config
+    from digit_keras.config import default_space_path, load_config
     from digit_keras.training import runs
     from digit_keras.tuning.search import (
         BEST_CONFIG,
@@ -339,7 +389,7 @@ def run_tune(args: argparse.Namespace) -> None:
         load_settings,
         run_search,
     )
-    from digit_keras.tuning.space import default_space_path, load_space
+    from digit_keras.tuning.space import load_space
 
     if args.resume:
         _refuse_config_flags(args, allowed=("arch",))  # --arch picks the search to resume
@@ -524,6 +574,24 @@ def run_ensemble(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({chosen}, {len(labels)} rows) and its table beside it")
 
 
+def run_report(args: argparse.Namespace) -> None:
+    from digit_keras.report.page import write_report
+
+    out = write_report(args.runs, args.out and Path(args.out), args.data, args.mistakes, args.seed)
+    print(f"wrote {out}")
+
+
+def run_config_show(args: argparse.Namespace) -> None:
+    from digit_keras.config import default_config_path, default_space_path, load_config, to_toml
+
+    if args.space:
+        print(default_space_path(args.arch).read_text(encoding="utf-8"), end="")
+    elif args.resolved:
+        print(to_toml(load_config(default_config_path(args.arch))), end="")
+    else:
+        print(default_config_path(args.arch).read_text(encoding="utf-8"), end="")
+
+
 def run_models(args: argparse.Namespace) -> None:
     from digit_keras.runtime import import_keras
 
@@ -554,6 +622,16 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except UserError as err:
         print(f"digit-keras: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        extra = EXTRA_OF_MODULE.get((err.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"digit-keras: error: {args.command} needs {err.name}, which is not installed; "
+            f"install the package's {extra} extra: pip install 'digit-keras[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("digit-keras: interrupted", file=sys.stderr)

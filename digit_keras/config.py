@@ -8,16 +8,20 @@ written to the run directory as `config.toml`; `fit --config RUN_DIR/config.toml
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from digit_keras.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The recipes ship inside the package, so an installed copy finds them from any folder; the
+# repository's top-level configs/ is a link to this folder.
+CONFIG_DIR = importlib.resources.files("digit_keras") / "configs"
 
 
 @dataclass
@@ -78,11 +82,31 @@ CHOICES = {
 }
 
 
-def default_config_path(arch: str) -> Path:
-    return CONFIG_DIR / f"{arch}.toml"
+def default_config_path(arch: str) -> Traversable:
+    """The recipe shipped for `arch`; a ConfigError naming the known ones if there is none."""
+    return _shipped(CONFIG_DIR, arch, "recipe", "--config")
 
 
-def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
+def default_space_path(arch: str) -> Traversable:
+    """The keras-tuner search space shipped for `arch` (configs/tune/)."""
+    return _shipped(CONFIG_DIR / "tune", arch, "search space", "--space")
+
+
+def shipped_recipes() -> list[str]:
+    """The architectures with a recipe in configs/."""
+    names = (entry.name for entry in CONFIG_DIR.iterdir() if entry.is_file())
+    return sorted(name.removesuffix(".toml") for name in names if name.endswith(".toml"))
+
+
+def _shipped(folder: Traversable, arch: str, what: str, flag: str) -> Traversable:
+    path = folder / f"{arch}.toml"
+    if not path.is_file():
+        known = ", ".join(shipped_recipes())
+        raise ConfigError(f"no {what} for architecture {arch!r} (known: {known}); pass {flag} FILE")
+    return path
+
+
+def read_toml(path: Path | Traversable, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file; a missing or malformed one is a one-line ConfigError naming it."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -92,9 +116,9 @@ def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | Path | Traversable) -> TrainConfig:
     """Read a TOML config file into a validated TrainConfig."""
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     return from_dict(read_toml(path), source=str(path))
 
 

@@ -46,8 +46,9 @@ def import_keras() -> ModuleType:
     except ImportError as err:  # the backend's own package is missing
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
         raise UserError(
-            f"Keras backend {backend!r} cannot start ({err}); install requirements.txt for "
-            "TensorFlow, or requirements-jax.txt and set KERAS_BACKEND=jax"
+            f"Keras backend {backend!r} cannot start ({err}); install the package's tensorflow "
+            "extra (pip install 'digit-keras[tensorflow]'), or its jax extra and set "
+            "KERAS_BACKEND=jax"
         ) from None
     return keras
 
@@ -70,7 +71,8 @@ def import_tensorflow() -> ModuleType:
             import tensorflow as tf
     except ImportError:
         raise UserError(
-            "this needs TensorFlow, which is not installed; install requirements.txt"
+            "this needs TensorFlow, which is not installed; install the package's tensorflow "
+            "extra (pip install 'digit-keras[tensorflow]')"
         ) from None
     return tf
 

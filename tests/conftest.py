@@ -132,10 +132,17 @@ def run_cli_on_jax(commands: list[list[str]], cwd: Path, devices: int = 1) -> di
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Run each test in its own folder (runs and submissions land there), without real data."""
+    """Run each test in its own folder (runs and submissions land there), without real data,
+    and on Keras's default float32 policy."""
     monkeypatch.delenv("DIGIT_KERAS_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.chdir(tmp_path)
+    yield
+    keras = sys.modules.get("keras")
+    if (
+        keras is not None
+    ):  # a mixed-precision run sets Keras's global policy; later tests expect fp32
+        keras.config.set_dtype_policy("float32")
 
 
 @pytest.fixture

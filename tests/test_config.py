@@ -2,13 +2,16 @@ import dataclasses
 
 import pytest
 
+from digit_keras.cli import main
 from digit_keras.config import (
     TrainConfig,
     apply_overrides,
     default_config_path,
+    default_space_path,
     from_dict,
     load_config,
     parse_assignment,
+    shipped_recipes,
     to_toml,
 )
 from digit_keras.errors import ConfigError
@@ -74,3 +77,22 @@ def test_every_field_is_written():
     text = to_toml(TrainConfig())
     for field in dataclasses.fields(TrainConfig):
         assert field.name in text
+
+
+def test_config_show_prints_the_shipped_recipe_and_space(capsys, tmp_path):
+    assert shipped_recipes() == ["basic", "mobilenet", "resnet164", "resnet50", "vgg16", "wrn28_10"]
+    assert main(["config", "show", "--arch", "vgg16"]) == 0
+    assert capsys.readouterr().out == default_config_path("vgg16").read_text()
+    assert main(["config", "show", "--arch", "vgg16", "--space"]) == 0
+    assert capsys.readouterr().out == default_space_path("vgg16").read_text()
+    assert main(["config", "show", "--arch", "vgg16", "--resolved"]) == 0
+    (tmp_path / "copy.toml").write_text(capsys.readouterr().out)
+    assert load_config(tmp_path / "copy.toml") == load_config(default_config_path("vgg16"))
+
+
+def test_an_architecture_without_a_recipe_is_named(capsys):
+    assert main(["config", "show", "--arch", "vgg19"]) == 2
+    error = capsys.readouterr().err
+    assert "no recipe for architecture 'vgg19'" in error and "wrn28_10" in error
+    with pytest.raises(ConfigError, match="no search space for architecture 'vgg19'"):
+        default_space_path("vgg19")

@@ -160,7 +160,7 @@ def test_export_without_tensorflow_is_a_clear_error(jax_runs):
     report = run_cli_on_jax([["export", "--model", "fit"]], jax_runs)
     assert report["codes"] == [2] and not (jax_runs / "fit" / "model.onnx").exists()
     assert "Keras backend 'tensorflow' cannot start" in report["errors"][0]
-    assert "install requirements.txt" in report["errors"][0]
+    assert "pip install 'digit-keras[tensorflow]'" in report["errors"][0]
 
 
 def test_multi_worker_on_jax_is_a_clear_error(data_dir, tmp_path):

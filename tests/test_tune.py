@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from digit_keras.cli import main
-from digit_keras.config import default_config_path, load_config
-from digit_keras.tuning.space import default_space_path, load_space
+from digit_keras.config import default_config_path, default_space_path, load_config
+from digit_keras.tuning.space import load_space
 
 TINY_SPACE = """
 [search]
@@ -71,10 +71,7 @@ def test_each_tuner_searches_and_writes_a_best_config_that_fit_accepts(
     config = load_config(run / "best.toml")
     assert config.model["width"] == int(best["model.width"])
     assert config.optimizer.learning_rate == pytest.approx(float(best["optimizer.learning_rate"]))
-    assert (
-        config.epochs
-        == load_config(default_space_path("basic").parent.parent / "basic.toml").epochs
-    )
+    assert config.epochs == load_config(default_config_path("basic")).epochs
     assert list((run / "tensorboard").iterdir())  # one log folder per trial
     assert "val_accuracy" in capsys.readouterr().out
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,13 +25,6 @@ from digit_keras.training import runs
 FILES = (runs.MODEL_FILE, ONNX_FILE)
 
 
-def _commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-    )
-    return result.stdout.strip() or "unknown"
-
-
 def bundle(run_dir: Path, target: Path = BUNDLED_MODEL_DIR) -> dict:
     missing = [name for name in (*FILES, runs.METRICS_FILE) if not (run_dir / name).is_file()]
     if missing:
@@ -45,7 +37,7 @@ def bundle(run_dir: Path, target: Path = BUNDLED_MODEL_DIR) -> dict:
         "holdout_images": metrics["holdout_images"],
         "trained": trained.strftime("%Y-%m-%d"),
         "command": "make bundle: digit-keras fit --arch basic, then export --format onnx",
-        "commit": _commit(),
+        "commit": runs.git_commit(),
         "precision": metrics["precision"],
         "wall_time_s": metrics["wall_time_s"],
     }

@@ -150,6 +150,7 @@ def cross_validate(
         **{f"oof_{k}": v for k, v in _scores(oof_logits[predicted], labels[predicted]).items()},
         "folds": fold_metrics,
         "wall_time_s": round(time.perf_counter() - started, 1),
+        **runs.provenance(),
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return metrics

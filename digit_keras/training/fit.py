@@ -19,6 +19,8 @@ from digit_keras.config import TrainConfig, to_toml
 from digit_keras.data import load_train
 from digit_keras.data.split import stratified_holdout
 from digit_keras.errors import UserError
+from digit_keras.inference import predict_logits
+from digit_keras.scoring import accuracy, log_loss, softmax
 from digit_keras.training import runs
 
 
@@ -212,11 +214,10 @@ def train_split(
             verbose=progress_verbosity(verbose),
         )
     recalibrated = recalibrate_on_train_rows(model, config, data, global_batch)
-    with strategy.scope():
-        scores = {}
-        if holdout_ds is not None:
-            scores = trainer.evaluate(holdout_ds, return_dict=True, verbose=0)
-
+    # The saved model's own holdout predictions, kept for `report` (mistakes, calibration).
+    if len(holdout_idx):
+        holdout_logits = predict_logits(model, data.images[holdout_idx], global_batch)
+        runs.save_holdout(run_dir, holdout_idx, data.labels[holdout_idx], holdout_logits)
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
     metrics: dict[str, Any] = {
@@ -238,10 +239,11 @@ def train_split(
         "bn_recalibration_images": recalibrated,
         "train_images_per_s": round(meter.images_per_second(), 1),
         "epoch_seconds": [round(s, 2) for s in meter.epoch_seconds],
+        **runs.provenance(),
     }
-    if scores:
-        metrics["holdout_accuracy"] = float(scores["accuracy"])
-        metrics["holdout_loss"] = float(scores["loss"])
+    if len(holdout_idx):
+        metrics["holdout_accuracy"] = accuracy(holdout_logits, data.labels[holdout_idx])
+        metrics["holdout_loss"] = log_loss(softmax(holdout_logits), data.labels[holdout_idx])
         val_history = history.history.get("val_accuracy", [])
         if val_history:
             metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)

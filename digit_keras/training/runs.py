@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from digit_keras.atomic import write_text_atomic
+import numpy as np
+
+from digit_keras import __version__
+from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.errors import UserError
 
 RUNS_ROOT = Path("saved_models")
@@ -19,6 +25,7 @@ BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
 BEST_CHECKPOINT = "checkpoints/best.keras"
 TENSORBOARD_DIR = "tensorboard"
+HOLDOUT_FILE = "holdout.npz"  # the holdout's rows of train.csv, labels and the model's logits
 
 
 def new_run_dir(arch: str, out: str | Path | None = None) -> Path:
@@ -75,3 +82,30 @@ def latest_run(root: Path = RUNS_ROOT) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_holdout(run_dir: Path, rows: np.ndarray, labels: np.ndarray, logits: np.ndarray) -> None:
+    with atomic_path(run_dir / HOLDOUT_FILE) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(
+            handle, rows=rows.astype(np.int32), labels=labels.astype(np.int8), logits=logits
+        )
+
+
+def git_commit() -> str:
+    """The commit of the source this package runs from, or "unknown" outside a git clone."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
+    except OSError:  # no git
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def provenance() -> dict[str, str]:
+    """What made a run, for its metrics.json: the command line, version and commit."""
+    return {
+        "command": shlex.join(["digit-keras", *sys.argv[1:]]),
+        "version": __version__,
+        "commit": git_commit(),
+    }

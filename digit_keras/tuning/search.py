@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -131,7 +130,7 @@ def run_search(
     worker = is_worker()
     if not resuming and not worker:
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(base))
-        shutil.copyfile(space.path, run_dir / SPACE_FILE)
+        write_text_atomic(run_dir / SPACE_FILE, space.path.read_text(encoding="utf-8"))
         runs.write_json(run_dir / SETTINGS_FILE, asdict(settings))
 
     tuner = _make_tuner(hypermodel, settings, run_dir, base.seed, strategy)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from digit_keras.config import CONFIG_DIR, TrainConfig, apply_overrides, read_toml
+from digit_keras.config import TrainConfig, apply_overrides, read_toml
 from digit_keras.errors import ConfigError
 
-SPACE_DIR = CONFIG_DIR / "tune"
 _FIELDS = {
     "float": ({"min", "max"}, {"step", "sampling"}),
     "int": ({"min", "max"}, {"step", "sampling"}),
@@ -63,7 +63,7 @@ class Hyperparameter:
 
 @dataclass
 class SearchSpace:
-    path: Path
+    path: Path | Traversable
     hyperparameters: list[Hyperparameter]
     search: dict[str, int] = field(default_factory=lambda: dict(_SEARCH_DEFAULTS))
 
@@ -76,13 +76,9 @@ class SearchSpace:
         return {h.key: values[h.key] for h in self.hyperparameters if h.key in values}
 
 
-def default_space_path(arch: str) -> Path:
-    return SPACE_DIR / f"{arch}.toml"
-
-
-def load_space(path: str | Path, base: TrainConfig) -> SearchSpace:
+def load_space(path: str | Path | Traversable, base: TrainConfig) -> SearchSpace:
     """Read and check a space file against `base`: every key must be a config key of its arch."""
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     raw = read_toml(path, "search space file")
     unknown = sorted(set(raw) - {"space", "search"})
     if unknown:
@@ -101,7 +97,9 @@ def load_space(path: str | Path, base: TrainConfig) -> SearchSpace:
     return SearchSpace(path, hyperparameters, search)
 
 
-def _flatten(table: dict[str, Any], path: Path, prefix: str = "") -> dict[str, dict[str, Any]]:
+def _flatten(
+    table: dict[str, Any], path: Path | Traversable, prefix: str = ""
+) -> dict[str, dict[str, Any]]:
     """[space."model.width"] and [space.model.width] both work: a table with `type` is an entry."""
     entries = {}
     for name, value in table.items():
@@ -115,7 +113,9 @@ def _flatten(table: dict[str, Any], path: Path, prefix: str = "") -> dict[str, d
     return entries
 
 
-def _parse_entry(key: str, entry: dict[str, Any], path: Path, base: TrainConfig) -> Hyperparameter:
+def _parse_entry(
+    key: str, entry: dict[str, Any], path: Path | Traversable, base: TrainConfig
+) -> Hyperparameter:
     where = f"{path}: space key '{key}'"
     kind = entry["type"]
     if kind not in _FIELDS:
