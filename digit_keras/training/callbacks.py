@@ -117,7 +117,12 @@ def make_callbacks(
     resuming: bool,
 ) -> list[keras.callbacks.Callback]:
     """Backup first: at each epoch end the backup is saved before the history line is written."""
-    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP_DIR)), meter]
+    # The backup outlives `fit()`: it goes only once model.keras and metrics.json are written
+    # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
+    backup = keras.callbacks.BackupAndRestore(
+        str(run_dir / runs.BACKUP_DIR), delete_checkpoint=False
+    )
+    callbacks = [backup, meter]
     if has_holdout:
         previous_best = (
             best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None

@@ -196,6 +196,11 @@ def train_split(
     if not is_chief(strategy):
         run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))
     start_epoch = runs.backup_epoch(run_dir) if resuming else 0
+    if resuming and not start_epoch and _logged_epochs(run_dir):
+        raise UserError(
+            f"{run_dir}: its {runs.BACKUP_DIR}/ is gone, so it cannot continue where it stopped; "
+            "start a new run"
+        )
     if not resuming:
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
 
@@ -249,4 +254,11 @@ def train_split(
             metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    runs.remove_backup(run_dir)
     return model, metrics
+
+
+def _logged_epochs(run_dir: Path) -> int:
+    """Epochs history.csv records (its lines after the header)."""
+    history = run_dir / runs.HISTORY_FILE
+    return max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0

@@ -46,7 +46,7 @@ def new_run_dir(arch: str, out: str | Path | None = None) -> Path:
 
 
 def resumable_run_dir(
-    path: str | Path, started: str = CONFIG_FILE, finished: str = MODEL_FILE, kind: str = "run"
+    path: str | Path, started: str = CONFIG_FILE, finished: str = METRICS_FILE, kind: str = "run"
 ) -> Path:
     """Check that `path` holds a `kind` that was started (has `started`) but did not finish
     (has no `finished`); fit, cv and tune each name their own marker files."""
@@ -65,6 +65,11 @@ def discard_if_unstarted(run_dir: Path, progress: tuple[str, ...] = (BACKUP_DIR,
         shutil.rmtree(run_dir)
 
 
+def remove_backup(run_dir: Path) -> None:
+    """Drop the resume backup of a run whose model and metrics are written."""
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+
+
 def backup_epoch(run_dir: Path) -> int:
     """How many epochs the last backup of an interrupted run had completed (0 if none)."""
     metadata = run_dir / BACKUP_DIR / "training_metadata.json"
@@ -74,7 +79,9 @@ def backup_epoch(run_dir: Path) -> int:
 
 
 def latest_run(root: Path = RUNS_ROOT) -> Path:
-    finished = [p.parent for p in root.glob(f"*/{MODEL_FILE}")]
+    finished = [
+        p.parent for p in root.glob(f"*/{METRICS_FILE}") if (p.parent / MODEL_FILE).is_file()
+    ]
     if not finished:
         raise UserError(f"no finished run in {root}/; train one with: digit-keras fit")
     return max(finished, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
