@@ -222,23 +222,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def to_toml(config: TrainConfig) -> str:
     """Serialise a config as TOML that `load_config` reads back unchanged."""
-    raw = dataclasses.asdict(config)
-    scalars = {k: v for k, v in raw.items() if not isinstance(v, dict)}
-    lines = [f"{key} = {_toml_value(value)}" for key, value in scalars.items()]
-    for key, table in raw.items():
-        if isinstance(table, dict):
-            lines += ["", f"[{key}]"]
-            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+    import tomli_w  # the train extra has it; a serve-only install never writes configs
 
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
+    return tomli_w.dumps(dataclasses.asdict(config))
