@@ -78,10 +78,10 @@ def to_grey(image: Image.Image) -> np.ndarray:
 
 def ink_on_black(grey: np.ndarray) -> np.ndarray:
     """Bright ink on a 0 background: inverted when the border is light, background removed."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if np.median(border) > 127:
-        grey, border = 255.0 - grey, 255.0 - border
-    return np.clip(grey - np.median(border), 0.0, None)
+    background = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    if background > 127:
+        grey, background = 255.0 - grey, 255.0 - background
+    return np.clip(grey - background, 0.0, None)
 
 
 def mnist_style(ink: np.ndarray) -> np.ndarray:
@@ -89,8 +89,9 @@ def mnist_style(ink: np.ndarray) -> np.ndarray:
     peak = float(ink.max())
     if peak <= 0:
         raise BadImage("no digit found: the image is blank")
-    rows, cols = np.nonzero(ink > INK_SHARE * peak)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] * (255.0 / peak)
+    is_ink = ink > INK_SHARE * peak
+    rows, cols = np.flatnonzero(is_ink.any(axis=1)), np.flatnonzero(is_ink.any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * (255.0 / peak)
     height, width = crop.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
