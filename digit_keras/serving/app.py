@@ -6,7 +6,7 @@ probabilities out), so the service needs only onnxruntime, not TensorFlow.
 One picture costs about a millisecond of work (decoding, MNIST-style preprocessing, the model),
 less than FastAPI's hand-off of a plain function to its thread pool and back, so the
 single-picture routes (and the model dependency) are `async` and run that work on the event
-loop: measured, this took one process from about 285 to 440-535 answers a second at 4 in flight.
+loop: measured, this took one process from 270-285 to 398-537 answers a second at 4 in flight.
 The batch route, up to 64 pictures and tens of milliseconds, stays a plain function in the thread
 pool, so it does not hold up the single-picture requests behind it.
 """
