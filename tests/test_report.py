@@ -16,17 +16,17 @@ from digit_keras.cli import main
 from tests.conftest import write_kaggle_data
 
 pytestmark = pytest.mark.slow
-TINY = ["--set", "model.width=4", "--batch-size", "32", "--epochs", "2", "--seed", "1"]
+TINY = ["--set", "model.width=4", "--batch-size", "32", "--epochs", "1", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """A fit run and two 2-fold cv runs of the same seed on synthetic data."""
+    """A fit run and two cv runs (fold 0 of 2) of the same seed on synthetic data."""
     root = tmp_path_factory.mktemp("runs")
     data = ["--data", str(write_kaggle_data(root / "data"))]
     assert main(["fit", *data, *TINY, "--out", str(root / "fit")]) == 0
     for name, width in (("cv-a", 4), ("cv-b", 6)):
-        argv = ["cv", *data, *TINY, "--folds", "2", "--set", f"model.width={width}"]
+        argv = ["cv", *data, *TINY, "--folds", "2", "--holdout", "--set", f"model.width={width}"]
         assert main([*argv, "--out", str(root / name)]) == 0
     return root
 
