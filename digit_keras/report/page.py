@@ -83,8 +83,8 @@ def write_report(
 def calibration_table(held_out: HeldOut) -> tuple[pd.DataFrame, float]:
     """Per confidence bin: rows, mean confidence, accuracy; and the expected calibration error
     (the rows-weighted mean gap between accuracy and confidence; scikit-learn has no ECE)."""
-    confidence = held_out.probabilities.max(axis=1)
-    correct = held_out.probabilities.argmax(axis=1) == held_out.labels
+    confidence = held_out.confidence
+    correct = held_out.predicted == held_out.labels
     edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
     bins = pd.cut(confidence, edges, include_lowest=True)
     frame = pd.DataFrame({"confidence": confidence, "accuracy": correct.astype(float), "bin": bins})
@@ -99,7 +99,7 @@ def calibration_table(held_out: HeldOut) -> tuple[pd.DataFrame, float]:
 
 def _judge(held_out: HeldOut, images: np.ndarray, mistakes: int, pictures: dict) -> list[Section]:
     labels, probabilities = held_out.labels, held_out.probabilities
-    predicted = probabilities.argmax(axis=1)
+    predicted = held_out.predicted
     pictures["confusion"] = figures.confusion_matrices(labels, predicted)
     report = classification_report(
         labels, predicted, labels=range(10), output_dict=True, zero_division=0
@@ -114,7 +114,7 @@ def _judge(held_out: HeldOut, images: np.ndarray, mistakes: int, pictures: dict)
         + per_class.to_html(float_format="{:.4f}".format, classes="table"),
     )
 
-    confidence = probabilities.max(axis=1)
+    confidence = held_out.confidence
     wrong = np.flatnonzero(predicted != labels)
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:mistakes]
     right = np.flatnonzero(predicted == labels)
@@ -185,7 +185,7 @@ def _compare(
     pictures["disagreement"] = figures.disagreement(shares)
     mean = HeldOut(rows, labels[rows], mean_probabilities(probabilities))
     split = np.flatnonzero((votes != votes[0]).any(axis=0))
-    mean_right = int(np.sum(mean.probabilities[split].argmax(axis=1) == mean.labels[split]))
+    mean_right = int(np.sum(mean.predicted[split] == mean.labels[split]))
     body = (
         f"<p>{len(rows):,} rows held out by every run. Super Learner scores are cross-validated "
         "over these rows; mean and vote fit nothing to them.</p>"
@@ -230,8 +230,8 @@ def _page(
     out: Path,
     pictures: dict,
 ) -> str:
-    accuracy = accuracy_score(held_out.labels, held_out.probabilities.argmax(axis=1))
-    wrong = int(np.sum(held_out.probabilities.argmax(axis=1) != held_out.labels))
+    accuracy = accuracy_score(held_out.labels, held_out.predicted)
+    wrong = int(np.sum(held_out.predicted != held_out.labels))
     contents = "".join(
         f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections
     )

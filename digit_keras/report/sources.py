@@ -24,6 +24,15 @@ class HeldOut:
     labels: np.ndarray
     probabilities: np.ndarray
 
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """The probability of each prediction."""
+        return self.probabilities.max(axis=1)
+
 
 @dataclass
 class ReportRun:
