@@ -55,7 +55,12 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
         parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="per replica")
     parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="initial weights, shuffling, augmentation")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help="the holdout split and cv folds (default 0), apart from --seed",
+    )
     parser.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
     parser.add_argument("--strategy", choices=CHOICES["strategy"])
     parser.add_argument(
@@ -105,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_options(cv)
     cv.add_argument(
-        "--folds", type=int, help=f"stratified folds, seeded by --seed (default {DEFAULT_FOLDS})"
+        "--folds",
+        type=int,
+        help=f"stratified folds, seeded by --split-seed (default {DEFAULT_FOLDS})",
     )
     cv.add_argument(
         "--holdout",
@@ -271,6 +278,7 @@ _FLAG_KEYS = {
     "batch_size": "batch_size",
     "lr": "optimizer.learning_rate",
     "seed": "seed",
+    "split_seed": "data.split_seed",
     "val_fraction": "data.val_fraction",
     "limit": "data.limit",
     "strategy": "strategy",
@@ -550,7 +558,7 @@ def run_ensemble(args: argparse.Namespace) -> None:
     labels = cache(lambda: load_train(args.dataset or "kaggle", args.data)[1])
     members, rows = load_base_runs(args.runs, labels)
     if not len(rows):
-        raise UserError("the runs share no out-of-fold rows; train them with the same --seed")
+        raise UserError("the runs share no out-of-fold rows; train them with the same --split-seed")
     scored = evaluate(members, rows, args.seed)
     chosen = f"super:{args.meta}" if args.method == "super" else args.method
     table = format_table(members, rows, scored)

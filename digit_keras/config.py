@@ -28,6 +28,9 @@ CONFIG_DIR = importlib.resources.files("digit_keras") / "configs"
 class DataConfig:
     dataset: str = "kaggle"  # "kaggle" (train.csv/test.csv) or "mnist" (keras.datasets.mnist)
     val_fraction: float = 0.1  # stratified holdout share of the training rows; 0 trains on all
+    # Seeds the holdout split and cv's folds, apart from `seed` (initial weights, shuffling,
+    # augmentation), so runs of several seeds hold out the same rows and can be ensembled.
+    split_seed: int = 0
     limit: int = 0  # use only the first N training rows (0 = all), for smoke runs
 
 

@@ -25,13 +25,15 @@ def _cv(data_dir, out, *extra: str) -> int:
 @pytest.mark.slow
 def test_cv_writes_out_of_fold_logits_that_ensembles_combine(data_dir, tmp_path, capsys):
     assert _cv(data_dir, "a") == 0
-    assert _cv(data_dir, "b", "--set", "model.width=6") == 0
+    assert _cv(data_dir, "b", "--set", "model.width=6", "--seed", "1") == 0
     assert _cv(data_dir, "h", "--holdout", "--arch", "mobilenet", "--set", "model.alpha=0.125") == 0
     _, labels = synthetic_digits(320)
 
     run = tmp_path / "a"
     assert np.array_equal(np.load(run / "folds.npy"), stratified_folds(labels, 2, 0))
     assert np.array_equal(np.load(run / "labels.npy"), labels)
+    # Another --seed trains other models on the same folds, so the two runs ensemble.
+    assert np.array_equal(np.load(tmp_path / "b" / "folds.npy"), np.load(run / "folds.npy"))
     oof = np.load(run / "oof_logits.npy")
     assert oof.shape == (320, 10) and not np.isnan(oof).any()
     assert np.load(run / "test_logits.npy").shape == (2, 50, 10)

@@ -126,7 +126,7 @@ def load_base_runs(paths: list[str], labels=None) -> tuple[list[BaseRun], np.nda
         if not np.array_equal(run.folds, first.folds):
             raise UserError(
                 f"{path} and {first_path} hold out different folds; "
-                "train both with the same --folds and --seed"
+                "train both with the same --folds and --split-seed"
             )
         if run.test_logits.shape[1] != first.test_logits.shape[1]:
             raise UserError(f"{path} and {first_path} predicted test sets of different sizes")

@@ -166,7 +166,7 @@ def _compare(
 
     members, rows = load_base_runs([str(run.path) for run in reported])
     if not len(rows):
-        raise UserError("the runs share no held-out rows; train them with the same --seed")
+        raise UserError("the runs share no held-out rows; train them with the same --split-seed")
     scored = evaluate(members, rows, seed)
     scores = pd.DataFrame(
         {

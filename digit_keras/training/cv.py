@@ -77,7 +77,7 @@ def cross_validate(
 
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     test_images, test_source = load_test(config.data.dataset, data_dir)
-    assignment = stratified_folds(labels, folds, config.seed)
+    assignment = stratified_folds(labels, folds, config.data.split_seed)
     trained_folds = 1 if holdout else folds
     mode = "holdout" if holdout else "kfold"
     if resuming:
@@ -91,6 +91,7 @@ def cross_validate(
             "folds": folds,
             "trained_folds": trained_folds,
             "seed": config.seed,
+            "split_seed": config.data.split_seed,
             "arch": config.arch,
             "rows": len(labels),
             "data": source,

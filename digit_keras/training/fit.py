@@ -73,7 +73,9 @@ class TrainingData:
 def load_holdout_split(config: TrainConfig, data_dir: str | Path | None) -> TrainingData:
     """The config's training rows, split into train and the stratified, seeded holdout."""
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
-    train_idx, holdout_idx = stratified_holdout(labels, config.data.val_fraction, config.seed)
+    train_idx, holdout_idx = stratified_holdout(
+        labels, config.data.val_fraction, config.data.split_seed
+    )
     return TrainingData(images, labels, source, train_idx, holdout_idx)
 
 
