@@ -51,7 +51,9 @@ class AugmentConfig:
 class OptimizerConfig:
     name: str = "adam"  # adam | adamw | sgd
     learning_rate: float = 1e-3  # peak rate, reached after the warm-up
-    weight_decay: float = 0.0  # decoupled decay (adamw, sgd)
+    # sgd: the papers' L2 penalty, coupled to the gradient; adamw: decoupled decay; adam: none
+    # (digit_keras/training/optim.py says why the difference matters)
+    weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only (Nesterov)
     schedule: str = "cosine"  # cosine | exponential | constant
     warmup_epochs: float = 0.0  # linear warm-up from 0 to learning_rate
@@ -186,6 +188,12 @@ def validate(config: TrainConfig, source: str) -> None:
         raise ConfigError(f"{source}: 'data.val_fraction' must be in [0, 1)")
     if config.bn_recalibration_images < 0:
         raise ConfigError(f"{source}: 'bn_recalibration_images' must be 0 (off) or positive")
+    if config.optimizer.weight_decay < 0:
+        raise ConfigError(f"{source}: 'optimizer.weight_decay' must be 0 or positive")
+    if config.optimizer.name == "adam" and config.optimizer.weight_decay:
+        raise ConfigError(
+            f"{source}: 'optimizer.weight_decay' does nothing with adam; use optimizer.name=adamw"
+        )
     if config.data.limit < 0:
         raise ConfigError(f"{source}: 'data.limit' must be 0 (all rows) or positive")
 

@@ -53,6 +53,7 @@ def test_overrides_are_typed_and_validated():
         ({"data": {"val_fraction": 1.0}}, "val_fraction' must be in"),
         ({"batch_size": 0}, "'batch_size' must be positive"),
         ({"augment": 3}, "'augment' must be a table"),
+        ({"optimizer": {"weight_decay": 1e-4}}, "does nothing with adam; use optimizer.name=adamw"),
     ],
 )
 def test_bad_values_name_the_key(raw, message):

@@ -9,7 +9,7 @@ import pytest
 from digit_keras import runtime
 from digit_keras.config import OptimizerConfig
 from digit_keras.training.callbacks import progress_verbosity
-from digit_keras.training.optim import make_schedule, warmup_steps
+from digit_keras.training.optim import make_optimizer, make_schedule, warmup_steps
 
 
 def _cpuinfo(tmp_path, flags: str) -> str:
@@ -39,6 +39,29 @@ def test_warmup_is_capped_at_a_tenth_of_short_runs():
     assert warmup_steps(config, steps_per_epoch=10, epochs=1) == 1
     schedule = make_schedule(config, steps_per_epoch=10, epochs=1)
     assert float(schedule(1)) == pytest.approx(0.01)  # at the peak after one step
+
+
+def test_sgd_weight_decay_is_the_papers_l2_coupled_to_the_gradient():
+    """w gets the gradient of loss + wd/2 * w^2 before Nesterov momentum, not Keras's decay."""
+    import keras
+    import numpy as np
+
+    rate, decay, momentum = 0.1, 0.01, 0.9
+    config = OptimizerConfig(
+        name="sgd", learning_rate=rate, weight_decay=decay, momentum=momentum, schedule="constant"
+    )
+    optimizer = make_optimizer(config, steps_per_epoch=1, epochs=1)
+    weight = keras.Variable(np.array([2.0], dtype="float32"))
+    loss_gradient = np.array([0.5], dtype="float32")
+    w, velocity = 2.0, 0.0
+    for _ in range(3):
+        optimizer.apply([keras.ops.convert_to_tensor(loss_gradient)], [weight])
+        gradient = 0.5 + decay * w
+        velocity = momentum * velocity - rate * gradient
+        w += momentum * velocity - rate * gradient
+    assert float(weight.numpy()[0]) == pytest.approx(w, rel=1e-6)
+    restored = type(optimizer).from_config(optimizer.get_config())
+    assert restored.l2 == decay and restored.nesterov
 
 
 class _Terminal(io.StringIO):
