@@ -170,6 +170,15 @@ def recalibrate_on_train_rows(
     return count
 
 
+def finish_model(model, config: TrainConfig, data: TrainingData, batch_size: int):
+    """Make the trained network the one `fit` saves (BN statistics recomputed) and return
+    (images recalibrated on, its holdout logits or None): what `fit` and `tune` both score."""
+    recalibrated = recalibrate_on_train_rows(model, config, data, batch_size)
+    if not len(data.holdout_idx):
+        return recalibrated, None
+    return recalibrated, predict_logits(model, data.images[data.holdout_idx], batch_size)
+
+
 def train_split(
     config: TrainConfig,
     strategy_name: str,
@@ -220,10 +229,9 @@ def train_split(
             shuffle=False,
             verbose=progress_verbosity(verbose),
         )
-    recalibrated = recalibrate_on_train_rows(model, config, data, global_batch)
+    recalibrated, holdout_logits = finish_model(model, config, data, global_batch)
     # The saved model's own holdout predictions, kept for `report` (mistakes, calibration).
     if len(holdout_idx):
-        holdout_logits = predict_logits(model, data.images[holdout_idx], global_batch)
         runs.save_holdout(run_dir, holdout_idx, data.labels[holdout_idx], holdout_logits)
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
