@@ -91,6 +91,9 @@ def _add_run_dir_options(
     parser.add_argument("--resume", metavar="RUN_DIR", help=resume_help, **optional)
 
 
+TTA_HELP = "test-time augmentation: mean probabilities over the image and its 1-pixel shifts"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digit-keras",
@@ -119,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train fold 0 only: a 1/FOLDS holdout, for nets too slow for every fold",
     )
+    cv.add_argument("--tta", action="store_true", help=TTA_HELP + " (out-of-fold and test sets)")
     _add_run_dir_options(cv, "cv-<arch>", "continue an interrupted cv run at its first open fold")
     cv.set_defaults(handler=run_cv)
 
@@ -165,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="FILE", help="submission path (default submissions/submission_<run>.csv)"
     )
     predict.add_argument("--batch-size", type=int, default=1024)
+    predict.add_argument("--tta", action="store_true", help=TTA_HELP)
     predict.set_defaults(handler=run_predict)
 
     serve = commands.add_parser(
@@ -359,8 +364,9 @@ def run_cv(args: argparse.Namespace) -> None:
         _refuse_config_flags(args)
         run_dir, config, settings = cv.resumable_cv_dir(args.resume)
         folds, holdout = settings["folds"], settings["mode"] == "holdout"
+        tta = settings.get("tta", False)
     else:
-        folds, holdout = args.folds or DEFAULT_FOLDS, args.holdout
+        folds, holdout, tta = args.folds or DEFAULT_FOLDS, args.holdout, args.tta
         if folds < 2:
             raise UserError(f"--folds must be at least 2, got {folds}")
         config = resolve_config(args)
@@ -369,7 +375,7 @@ def run_cv(args: argparse.Namespace) -> None:
     print(f"run dir: {run_dir}", flush=True)
     try:
         metrics = cv.cross_validate(
-            config, run_dir, folds, holdout, data_dir=args.data, resuming=bool(args.resume)
+            config, run_dir, folds, holdout, args.data, tta, resuming=bool(args.resume)
         )
     except BaseException:
         if not args.resume:
@@ -472,7 +478,7 @@ def run_predict(args: argparse.Namespace) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         test_data = pool.submit(load_test, dataset, args.data)
         try:
-            predictor = load_predictor(source)
+            predictor = load_predictor(source, args.tta)
         finally:  # a bad test set is reported before a bad model, whichever failed first
             images, data_source = test_data.result()
     labels = predictor(images, args.batch_size).argmax(axis=1)

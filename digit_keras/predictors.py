@@ -20,7 +20,7 @@ SAVEDMODEL_FILE = "saved_model.pb"
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
-# (uint8 images (N, 28, 28, 1), batch size) -> scores (N, 10) whose argmax is the label
+# (uint8 images (N, 28, 28, 1), batch size) -> class probabilities (N, 10)
 Predictor = Callable[[np.ndarray, int], np.ndarray]
 
 
@@ -50,7 +50,17 @@ def locate(spec: str) -> ModelSource:
     return ModelSource(path, kinds[path.suffix], path.parent)
 
 
-def load_predictor(source: ModelSource) -> Predictor:
+def load_predictor(source: ModelSource, tta: bool = False) -> Predictor:
+    """Probabilities from any format; with `tta`, averaged over shifted views (inference.py)."""
+    from digit_keras.inference import tta_probabilities
+
+    predictor = _format_predictor(source)
+    if not tta:
+        return predictor
+    return lambda images, batch: tta_probabilities(lambda views: predictor(views, batch), images)
+
+
+def _format_predictor(source: ModelSource) -> Predictor:
     if source.kind == "onnx":
         session = onnx_session(source.path)
         return lambda images, batch: onnx_probabilities(session, images, batch)
@@ -58,9 +68,10 @@ def load_predictor(source: ModelSource) -> Predictor:
         signature = savedmodel_signature(source.path)
         return lambda images, batch: savedmodel_probabilities(signature, images, batch)
     from digit_keras.inference import load_model, predict_logits
+    from digit_keras.scoring import softmax
 
     model = load_model(source.path)
-    return lambda images, batch: predict_logits(model, images, batch)
+    return lambda images, batch: softmax(predict_logits(model, images, batch))
 
 
 def onnx_session(path: Path, threads: int = 0):

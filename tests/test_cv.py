@@ -10,6 +10,7 @@ import pytest
 
 from digit_keras.cli import main
 from digit_keras.data.split import stratified_folds
+from digit_keras.inference import load_model, predict_logits
 from digit_keras.scoring import accuracy
 from tests.conftest import synthetic_digits
 
@@ -26,7 +27,8 @@ def _cv(data_dir, out, *extra: str) -> int:
 def test_cv_writes_out_of_fold_logits_that_ensembles_combine(data_dir, tmp_path, capsys):
     assert _cv(data_dir, "a") == 0
     assert _cv(data_dir, "b", "--set", "model.width=6", "--seed", "1") == 0
-    assert _cv(data_dir, "h", "--holdout", "--arch", "mobilenet", "--set", "model.alpha=0.125") == 0
+    mobilenet = ("--arch", "mobilenet", "--set", "model.alpha=0.125")
+    assert _cv(data_dir, "h", "--holdout", "--tta", *mobilenet) == 0
     _, labels = synthetic_digits(320)
 
     run = tmp_path / "a"
@@ -48,6 +50,13 @@ def test_cv_writes_out_of_fold_logits_that_ensembles_combine(data_dir, tmp_path,
     assert np.array_equal(~np.isnan(holdout_oof[:, 0]), np.load(run / "folds.npy") == 0)
     assert np.load(holdout / "test_logits.npy").shape == (1, 50, 10)
     assert not (holdout / "fold-1").exists()
+    # --tta: the saved logits are the fold model's test-time augmented ones
+    assert json.loads((holdout / "cv.json").read_text())["tta"] is True
+    images, _ = synthetic_digits(320)
+    fold_model = load_model(holdout / "fold-0" / "model.keras")
+    held_out = images[np.load(run / "folds.npy") == 0][..., None]
+    expected = predict_logits(fold_model, held_out, tta=True)
+    np.testing.assert_allclose(holdout_oof[~np.isnan(holdout_oof[:, 0])], expected, atol=1e-4)
 
     capsys.readouterr()
     for method in ("mean", "vote", "super"):

@@ -58,6 +58,13 @@ def test_export_both_formats_then_predict_the_same_labels_from_each(
         submissions.append(out.read_text())
     assert submissions[0] == submissions[1] == submissions[2]
     assert submissions[0].count("\n") == 51
+    tta = []  # test-time augmentation runs the same views through every format
+    for model in ("run", "run/model.onnx"):
+        out = tmp_path / f"tta-{model.replace('/', '_')}.csv"
+        args = ["predict", "--model", model, "--tta", "--data", str(data_dir), "--out", str(out)]
+        assert main(args) == 0
+        tta.append(out.read_text())
+    assert tta[0] == tta[1] and tta[0].count("\n") == 51
 
 
 @pytest.mark.slow

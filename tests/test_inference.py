@@ -8,8 +8,14 @@ import_tensorflow()
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from digit_keras.inference import fold_batch_norm, predict_logits  # noqa: E402
+from digit_keras.inference import (  # noqa: E402
+    TTA_SHIFTS,
+    fold_batch_norm,
+    predict_logits,
+    shifted,
+)
 from digit_keras.models import build_model, list_models  # noqa: E402
+from digit_keras.scoring import softmax  # noqa: E402
 from tests.conftest import TINY, synthetic_digits  # noqa: E402
 
 
@@ -67,3 +73,19 @@ def test_predict_logits_scales_uint8_like_training():
     images, _ = synthetic_digits(10)
     expected = model.predict(images[..., None].astype("float32"), verbose=0)
     np.testing.assert_allclose(predict_logits(model, images[..., None]), expected, atol=1e-4)
+
+
+def test_shifted_moves_pixels_and_fills_the_border_with_background():
+    image = np.arange(1, 10).reshape(1, 3, 3, 1)
+    assert shifted(image, 1, 0)[0, ..., 0].tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]
+    assert shifted(image, 0, -1)[0, ..., 0].tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]
+    assert np.array_equal(shifted(image, 0, 0), image)
+
+
+def test_tta_logits_are_the_log_of_the_views_mean_probabilities():
+    model = build_model("basic", width=4)
+    images = synthetic_digits(8)[0][..., None]
+    views = [softmax(predict_logits(model, shifted(images, *shift))) for shift in TTA_SHIFTS]
+    tta = softmax(predict_logits(model, images, tta=True))
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-5)
+    assert not np.allclose(tta, views[0], atol=1e-5)  # the shifted views changed something

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from digit_keras.errors import UserError
-from digit_keras.scoring import softmax
 from digit_keras.serving.preprocess import BadImage, picture_to_digit
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -53,9 +52,7 @@ def predict_pictures(model_spec: str, paths: list[str]) -> list[PictureAnswer]:
         except BadImage as err:
             answers.append(PictureAnswer(path, None, None, str(err)))
     if digits:
-        source = locate(model_spec)
-        scores = load_predictor(source)(np.stack(digits)[..., None], 256)
-        probabilities = softmax(scores) if source.kind == "keras" else scores
+        probabilities = load_predictor(locate(model_spec))(np.stack(digits)[..., None], 256)
         readable = (answer for answer in answers if answer.error is None)
         for answer, p in zip(readable, probabilities, strict=True):
             answer.label, answer.confidence = int(p.argmax()), float(p.max())

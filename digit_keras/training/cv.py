@@ -59,10 +59,13 @@ def cross_validate(
     folds: int,
     holdout: bool = False,
     data_dir: str | Path | None = None,
+    tta: bool = False,
     resuming: bool = False,
     verbose: str | int = "auto",
 ) -> dict[str, Any]:
     """Train one model per fold (fold 0 only with `holdout`); return the metrics it saves.
+
+    With `tta`, the saved out-of-fold and test logits are test-time augmented (inference.py).
 
     A resumed run skips folds whose logits exist, and continues a half-trained fold from its
     backup. Each fold's model is its last epoch's: the held-out rows never select anything.
@@ -92,6 +95,7 @@ def cross_validate(
             "trained_folds": trained_folds,
             "seed": config.seed,
             "split_seed": config.data.split_seed,
+            "tta": tta,
             "arch": config.arch,
             "rows": len(labels),
             "data": source,
@@ -121,7 +125,7 @@ def cross_validate(
                 )
             # One predict call for both sets: each call on a new model traces a new graph.
             logits = predict_logits(
-                model, np.concatenate([images[held_out], test_images]), PREDICT_BATCH
+                model, np.concatenate([images[held_out], test_images]), PREDICT_BATCH, tta
             )
             save_npy_atomic(directory / OOF_LOGITS_FILE, logits[: len(held_out)])
             save_npy_atomic(directory / TEST_LOGITS_FILE, logits[len(held_out) :])
@@ -147,6 +151,7 @@ def cross_validate(
     metrics = {
         "arch": config.arch,
         "mode": mode,
+        "tta": tta,
         "oof_rows": len(predicted),
         **{f"oof_{k}": v for k, v in _scores(oof_logits[predicted], labels[predicted]).items()},
         "folds": fold_metrics,
