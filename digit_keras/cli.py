@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train fold 0 only: a 1/FOLDS holdout, for nets too slow for every fold",
     )
+    cv.add_argument(
+        "--seeds",
+        metavar="S,S,...",
+        help="one cv run per seed (same folds) in OUT/seed-<S>, then the mean +- std of their "
+        "scores",
+    )
     cv.add_argument("--tta", action="store_true", help=TTA_HELP + " (out-of-fold and test sets)")
     _add_run_dir_options(cv, "cv-<arch>", "continue an interrupted cv run at its first open fold")
     cv.set_defaults(handler=run_cv)
@@ -357,9 +363,22 @@ def run_fit(args: argparse.Namespace) -> None:
         )
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds: expected seeds like 0,1,2; got {text!r}") from None
+    if len(set(seeds)) < 2 or len(set(seeds)) < len(seeds):
+        raise UserError(f"--seeds: need two or more different seeds; got {text!r}")
+    return seeds
+
+
 def run_cv(args: argparse.Namespace) -> None:
     from digit_keras.training import cv, runs
 
+    if args.seeds:
+        run_cv_seeds(args)
+        return
     if args.resume:
         _refuse_config_flags(args)
         run_dir, config, settings = cv.resumable_cv_dir(args.resume)
@@ -386,6 +405,28 @@ def run_cv(args: argparse.Namespace) -> None:
         f"{metrics['oof_rows']} rows (log-loss {metrics['oof_log_loss']:.4f}); "
         f"{metrics['wall_time_s']:.0f} s; run dir: {run_dir}"
     )
+
+
+def run_cv_seeds(args: argparse.Namespace) -> None:
+    """`cv --seeds`: one cv run per seed under one folder, then their seed statistics."""
+    from digit_keras.training import cv, runs
+
+    if args.resume:
+        raise UserError("--seeds starts new runs; resume one seed's run with --resume OUT/seed-S")
+    if args.seed is not None:
+        raise UserError("give either --seed or --seeds")
+    seeds = _seed_list(args.seeds)
+    config = resolve_config(args)
+    root = runs.new_run_dir(f"seeds-{config.arch}", args.out)
+    run_dirs = []
+    for seed in seeds:
+        seed_args = argparse.Namespace(**{**vars(args), "seeds": None, "seed": seed})
+        seed_args.out = str(root / f"seed-{seed}")
+        run_cv(seed_args)
+        run_dirs.append(root / f"seed-{seed}")
+    summary = cv.seed_statistics(run_dirs)
+    runs.write_json(root / cv.SEEDS_FILE, summary)
+    print(cv.format_seed_statistics(summary))
 
 
 def run_tune(args: argparse.Namespace) -> None:

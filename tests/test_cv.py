@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from digit_keras.cli import main
+from digit_keras.config import load_config, to_toml
 from digit_keras.data.split import stratified_folds
+from digit_keras.errors import UserError
 from digit_keras.inference import load_model, predict_logits
 from digit_keras.scoring import accuracy
+from digit_keras.training.cv import seed_statistics
 from tests.conftest import synthetic_digits
 
 TINY_CV = ["--folds", "2", "--epochs", "1", "--batch-size", "32"]
@@ -118,3 +121,27 @@ def test_cv_rejects_bad_folds_and_config_flags_on_resume(data_dir, tmp_path, cap
     assert main(["cv", "--resume", "nothing", "--folds", "3", "--holdout"]) == 2
     assert "drop --folds, --holdout" in capsys.readouterr().err
     assert not (tmp_path / "saved_models").exists()
+
+
+@pytest.mark.slow
+def test_cv_over_seeds_reports_the_spread_of_one_recipe_on_one_split(data_dir, tmp_path, capsys):
+    assert _cv(data_dir, "seeds", "--holdout", "--seeds", "0,1", "--set", "model.width=4") == 0
+    runs = [tmp_path / "seeds" / f"seed-{seed}" for seed in (0, 1)]
+    assert np.array_equal(np.load(runs[0] / "folds.npy"), np.load(runs[1] / "folds.npy"))
+    scores = [json.loads((run / "metrics.json").read_text())["oof_accuracy"] for run in runs]
+    summary = json.loads((tmp_path / "seeds" / "seeds.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["oof_accuracy"]["values"] == scores
+    assert summary["oof_accuracy"]["mean"] == pytest.approx(np.mean(scores))
+    assert summary["oof_accuracy"]["std"] == pytest.approx(np.std(scores, ddof=1))
+    assert "over seeds 0, 1: out-of-fold accuracy" in capsys.readouterr().out
+
+    # Runs that differ in more than the seed are not one recipe's spread.
+    other = tmp_path / "other"
+    shutil.copytree(runs[1], other)
+    config = load_config(other / "config.toml")
+    config.model["width"] = 6
+    (other / "config.toml").write_text(to_toml(config))
+    with pytest.raises(UserError, match="differ in more than their seed"):
+        seed_statistics([runs[0], other])
+    assert main(["cv", "--data", str(data_dir), "--seeds", "0,0"]) == 2
+    assert "need two or more different seeds" in capsys.readouterr().err

@@ -12,10 +12,13 @@ A cv run directory holds:
   metrics.json           per-fold and overall out-of-fold accuracy and log-loss; written last
 
 Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of the same seed.
+`cv --seeds` trains one such run per seed (same folds) and `seed_statistics` says how much the
+recipe's out-of-fold scores move with the seed alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -33,6 +36,7 @@ from digit_keras.scoring import accuracy, log_loss, softmax
 from digit_keras.training import runs
 
 CV_FILE = "cv.json"
+SEEDS_FILE = "seeds.json"
 FOLDS_FILE = "folds.npy"
 LABELS_FILE = "labels.npy"
 OOF_LOGITS_FILE = "oof_logits.npy"
@@ -175,3 +179,38 @@ def _check_same_split(run_dir: Path, labels: np.ndarray, assignment: np.ndarray)
             f"{run_dir}: the training data differs from the data this run started on; "
             "resume with the same --data"
         )
+
+
+def seed_statistics(run_dirs: list[Path]) -> dict[str, Any]:
+    """Mean and sample standard deviation of finished cv runs' out-of-fold scores.
+
+    The runs must be one recipe on one split that differ in `seed` only, else the spread would
+    mix recipes; that is refused.
+    """
+    if len(run_dirs) < 2:
+        raise UserError("seed statistics need at least two runs")
+    configs = [load_config(run_dir / runs.CONFIG_FILE) for run_dir in run_dirs]
+    recipe = dataclasses.replace(configs[0], seed=0)
+    for run_dir, config in zip(run_dirs[1:], configs[1:], strict=True):
+        if dataclasses.replace(config, seed=0) != recipe:
+            raise UserError(f"{run_dir} and {run_dirs[0]} differ in more than their seed")
+    if len({config.seed for config in configs}) < len(configs):
+        raise UserError("two of the runs have the same seed")
+    metrics = [json.loads((run_dir / runs.METRICS_FILE).read_text()) for run_dir in run_dirs]
+    summary: dict[str, Any] = {
+        "runs": [str(run_dir) for run_dir in run_dirs],
+        "seeds": [config.seed for config in configs],
+    }
+    for key in ("oof_accuracy", "oof_log_loss"):
+        values = np.array([m[key] for m in metrics])
+        summary[key] = {"mean": values.mean(), "std": values.std(ddof=1), "values": values.tolist()}
+    return summary
+
+
+def format_seed_statistics(summary: dict[str, Any]) -> str:
+    accuracy_, loss = summary["oof_accuracy"], summary["oof_log_loss"]
+    return (
+        f"over seeds {', '.join(map(str, summary['seeds']))}: out-of-fold accuracy "
+        f"{accuracy_['mean']:.4%} +- {accuracy_['std']:.4%}, "
+        f"log-loss {loss['mean']:.4f} +- {loss['std']:.4f} (mean +- sample std)"
+    )

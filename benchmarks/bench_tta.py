@@ -1,0 +1,75 @@
+"""Test-time augmentation measured on out-of-fold rows of a finished cv run.
+
+Re-predicts each fold's held-out rows with its saved fold model, plain and with TTA (the image
+and its one-pixel shifts, digit_keras/inference.py), and prints both accuracies per fold and
+overall. With --member FILE it also predicts test.csv with TTA and writes the run as an
+ensemble member file with TTA logits, so TTA members join `ensemble` without retraining.
+
+    python benchmarks/bench_tta.py RUN_DIR [--data DIR] [--member FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from digit_keras.data import load_test, load_train
+from digit_keras.ensemble.base_runs import BaseRun, save_member
+from digit_keras.inference import load_model, predict_logits
+from digit_keras.scoring import accuracy, log_loss, softmax
+from digit_keras.training import cv, runs
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray) -> str:
+    wrong = int(np.sum(logits.argmax(axis=1) != labels))
+    return (
+        f"{accuracy(logits, labels):.4%} ({wrong} wrong), "
+        f"log-loss {log_loss(softmax(logits), labels):.4f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished cv run directory")
+    parser.add_argument("--data", help="folder with train.csv(.gz) and test.csv(.gz)")
+    parser.add_argument("--member", type=Path, help="write a TTA member file here")
+    args = parser.parse_args()
+
+    settings = json.loads((args.run / cv.CV_FILE).read_text())
+    images, labels, _ = load_train("kaggle", args.data)
+    if not np.array_equal(labels, np.load(args.run / cv.LABELS_FILE)):
+        raise SystemExit(f"{args.run}: trained on other rows than --data holds")
+    folds = np.load(args.run / cv.FOLDS_FILE)
+    test_images = load_test("kaggle", args.data)[0] if args.member else None
+    plain = np.full((len(labels), 10), np.nan, np.float32)
+    tta = np.full_like(plain, np.nan)
+    test_logits = []
+    started = time.perf_counter()
+    for fold in range(settings["trained_folds"]):
+        directory = cv.fold_dir(args.run, fold)
+        rows = np.flatnonzero(folds == fold)
+        model = load_model(directory / runs.MODEL_FILE)
+        plain[rows] = np.load(directory / cv.OOF_LOGITS_FILE)
+        tta[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH, tta=True)
+        if test_images is not None:
+            test_logits.append(predict_logits(model, test_images, cv.PREDICT_BATCH, tta=True))
+        print(f"fold {fold}: plain {_scores(plain[rows], labels[rows])}")
+        print(f"fold {fold}: tta   {_scores(tta[rows], labels[rows])}")
+    done = np.flatnonzero(~np.isnan(plain[:, 0]))
+    print(f"all {len(done)} out-of-fold rows: plain {_scores(plain[done], labels[done])}")
+    print(f"all {len(done)} out-of-fold rows: tta   {_scores(tta[done], labels[done])}")
+    print(f"{time.perf_counter() - started:.0f} s")
+    if args.member:
+        member = BaseRun(
+            f"{args.run.name}-tta", settings["arch"], labels, folds, tta, np.stack(test_logits)
+        )
+        save_member(member, args.member)
+        print(f"wrote {args.member}")
+
+
+if __name__ == "__main__":
+    main()
