@@ -335,24 +335,29 @@ def run_fit(args: argparse.Namespace) -> None:
     from digit_keras.config import load_config
     from digit_keras.training import runs
     from digit_keras.training.fit import fit
+    from digit_keras.training.strategy import is_chief
 
     if args.resume:
         _refuse_config_flags(args)
         run_dir = runs.resumable_run_dir(args.resume)
         config = load_config(run_dir / runs.CONFIG_FILE)
+        chief = is_chief(config.strategy)
     else:
         config = resolve_config(args)
-        run_dir = runs.new_run_dir(config.arch, args.out)
-    print(f"run dir: {run_dir}", flush=True)
+        chief = is_chief(config.strategy)
+        # A non-chief worker trains in step with the chief, which alone writes the run.
+        run_dir = runs.new_run_dir(config.arch, args.out) if chief else Path(args.out or ".")
+    print(f"run dir: {run_dir}" if chief else "worker: the chief writes the run", flush=True)
 
     try:
         result = fit(config, run_dir, data_dir=args.data, resuming=bool(args.resume))
     except BaseException:
-        if not args.resume:
+        if chief and not args.resume:
             runs.discard_if_unstarted(run_dir)
         raise
     metrics = result.metrics
-    print(f"run dir: {result.run_dir}")
+    if chief:
+        print(f"run dir: {result.run_dir}")
     if metrics["holdout_accuracy"] is None:
         print("holdout: none (val_fraction = 0), so accuracy was not measured")
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import tempfile
 import time
@@ -118,10 +119,8 @@ def fit(
     config, strategy_name, strategy = start_training(config)
     data = load_holdout_split(config, data_dir)
     _, metrics = train_split(
-        config, strategy_name, strategy, data, run_dir, resuming, extra_callbacks, verbose
+        config, strategy_name, strategy, data, run_dir, resuming, extra_callbacks, verbose, started
     )
-    metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return FitResult(run_dir, metrics)
 
 
@@ -188,13 +187,16 @@ def train_split(
     resuming: bool = False,
     extra_callbacks: Sequence = (),
     verbose: str | int = "auto",
+    started: float | None = None,
 ):
     """Train on `data.train_idx`, validate on `data.holdout_idx`; return (model, metrics).
 
     Writes config.toml, model.keras, history.csv, metrics.json, checkpoints and TensorBoard logs
-    into `run_dir`. The returned model is the last epoch's: the holdout never selects it.
+    into `run_dir` (a non-chief multi-worker task writes to a temporary folder instead). The
+    returned model is the last epoch's: the holdout never selects it. `started` is when the
+    run's clock started (default: now), for its wall time.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     from digit_keras.training.callbacks import ThroughputMeter, make_callbacks, progress_verbosity
     from digit_keras.training.strategy import is_chief
 
@@ -204,8 +206,11 @@ def train_split(
     steps_per_epoch = count_steps(len(train_idx), global_batch)
     train_ds, holdout_ds = make_split_datasets(config, data, global_batch, replicas)
 
-    if not is_chief(strategy):
+    chief_dir = run_dir
+    if not is_chief(strategy_name):  # every replica holds the same weights: resume from the chief's
         run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))
+        if resuming and (chief_dir / runs.BACKUP_DIR).is_dir():
+            shutil.copytree(chief_dir / runs.BACKUP_DIR, run_dir / runs.BACKUP_DIR)
     start_epoch = runs.backup_epoch(run_dir) if resuming else 0
     if resuming and not start_epoch and _logged_epochs(run_dir):
         raise UserError(
@@ -265,6 +270,8 @@ def train_split(
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     runs.remove_backup(run_dir)
+    if run_dir != chief_dir:
+        shutil.rmtree(run_dir)
     return model, metrics
 
 

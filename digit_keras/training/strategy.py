@@ -33,13 +33,37 @@ def make_strategy(name: str) -> tuple[str, object]:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as err:
             raise UserError(f"TF_CONFIG is not valid JSON: {err}") from None
-        return name, tf.distribute.MultiWorkerMirroredStrategy()
+        return name, _multi_worker_strategy(tf)
     gpus = tf.config.list_logical_devices("GPU")
     name = _resolve_auto(name, len(gpus))
     if name == "default":
         return name, tf.distribute.get_strategy()
     devices = gpus or tf.config.list_logical_devices("CPU")
     return name, tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _multi_worker_strategy(tf):
+    """MultiWorkerMirroredStrategy with a `reduce` that takes what Keras 3's `fit` gives it.
+
+    Across several workers, `fit` fails in two `strategy.reduce` calls (keras-team/keras#20585):
+    it reduces the first (images, labels) batch as one nested value, which this strategy's
+    collective reduce cannot take ("Attempt to convert a value (PerReplica...) to a Tensor"),
+    and it reduces each step's scalar metrics with `axis=0`, which a scalar does not have.
+    This `reduce` goes leaf by leaf, as the other strategies do, and reduces scalars across
+    replicas only. It is the one place the project works around Keras's distribution code.
+    """
+
+    class KerasReduceStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            reduce_one = super().reduce
+
+            def reduce_leaf(leaf):
+                rank = self.experimental_local_results(leaf)[0].shape.rank
+                return reduce_one(reduce_op, leaf, axis if rank else None)
+
+            return tf.nest.map_structure(reduce_leaf, value)
+
+    return KerasReduceStrategy()
 
 
 def _resolve_auto(name: str, accelerators: int) -> str:
@@ -78,12 +102,16 @@ def _jax_strategy(name: str) -> tuple[str, JaxStrategy]:
     return name, JaxStrategy(keras.distribution.DataParallel(devices=devices), len(devices))
 
 
-def is_chief(strategy) -> bool:
-    """Whether this process owns the run directory (always, except non-chief multi-worker tasks)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+def is_chief(strategy_name: str) -> bool:
+    """Whether this process owns the run directory: always, except the non-chief tasks of a
+    multi-worker cluster (the chief is the "chief" task if TF_CONFIG has one, else worker 0)."""
+    if strategy_name != "multi-worker":
         return True
-    if resolver.task_type == "chief":
+    try:
+        spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError:
+        return True  # make_strategy reports the bad TF_CONFIG
+    task = spec.get("task", {})
+    if task.get("type") in (None, "chief"):
         return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    return task["type"] == "worker" and task.get("index", 0) == 0 and "chief" not in spec["cluster"]
