@@ -30,14 +30,14 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels.astype(np.int32)
 
 
-def holdout_accuracy_of(model_path: Path, seed: int, n_train: int = 320) -> float:
-    """The saved model's accuracy on the holdout rows that `fit --seed seed` held out of the
-    synthetic training data, recomputed through the inference path."""
+def holdout_accuracy_of(model_path: Path, split_seed: int = 0, n_train: int = 320) -> float:
+    """The saved model's accuracy on the holdout rows that `fit --split-seed split_seed` held
+    out of the synthetic training data, recomputed through the inference path."""
     from digit_keras.data.split import stratified_holdout
     from digit_keras.inference import load_model, predict_logits
 
     images, labels = synthetic_digits(n_train)
-    _, holdout = stratified_holdout(labels, 0.1, seed=seed)
+    _, holdout = stratified_holdout(labels, 0.1, seed=split_seed)
     logits = predict_logits(load_model(model_path), images[holdout][..., None])
     return float(np.mean(logits.argmax(axis=1) == labels[holdout]))
 

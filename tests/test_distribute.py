@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,8 +39,6 @@ _COMPARE = textwrap.dedent(
 
 
 def _python(code: str, *args: str, env_extra: dict | None = None) -> str:
-    import os
-
     env = {**os.environ, **(env_extra or {})}
     result = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
@@ -92,8 +92,6 @@ NO_AUGMENTATION = [
 
 def _start_workers(commands: list[list[str]], env: dict | None = None) -> list[subprocess.Popen]:
     """One process per command, as the workers of one TF_CONFIG cluster on 127.0.0.1."""
-    import os
-
     ports = _free_ports(len(commands))
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -148,6 +146,59 @@ def test_two_workers_train_like_one_device_and_only_the_chief_writes(data_dir, t
         _epoch_losses(tmp_path / "one"), rel=0.02
     )
     assert not worker_out.exists()  # the non-chief worker left nothing behind
+
+
+def _backed_up_epochs(run_dir) -> int:
+    metadata = run_dir / "backup" / "training_metadata.json"
+    try:
+        return json.loads(metadata.read_text())["epoch"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def _kill_after_backup(processes, victim: int, run_dir, epochs: int, timeout: float = 180) -> None:
+    """Kill process `victim` by pid once `run_dir` holds a backup of `epochs` epochs; the
+    surviving worker then fails on its own (its collective ops lose their peer)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while _backed_up_epochs(run_dir) < epochs:
+        assert time.monotonic() < deadline, "no backup appeared"
+        if any(process.poll() is not None for process in processes):
+            outputs = [process.communicate()[0][:1500] for process in processes]
+            raise AssertionError(
+                f"a worker stopped before {epochs} epochs:\n" + "\n---\n".join(outputs)
+            )
+        time.sleep(0.2)
+    os.kill(processes[victim].pid, signal.SIGKILL)
+    survivor = processes[1 - victim]
+    survivor.communicate(timeout=120)
+    assert survivor.returncode != 0
+
+
+@pytest.mark.slow
+def test_a_killed_worker_or_chief_resumes_from_the_last_backup(data_dir, tmp_path):
+    """Kill worker 1, restart both with --resume; kill the chief, restart both; no epoch lost."""
+    run = tmp_path / "mw"
+    start = _fit_command(data_dir, run, "--strategy", "multi-worker", "--batch-size", "32")
+    start[-1] = start[-1].replace("'--epochs', '2'", "'--epochs', '8'")
+    resume_argv = ["fit", "--resume", str(run), "--data", str(data_dir)]
+    resume = [
+        sys.executable,
+        "-c",
+        f"import sys; from digit_keras.cli import main; sys.exit(main({resume_argv!r}))",
+    ]
+    processes = _start_workers([start, start])
+    _kill_after_backup(processes, victim=1, run_dir=run, epochs=2)
+    processes = _start_workers([resume, resume])
+    _kill_after_backup(processes, victim=0, run_dir=run, epochs=4)
+    outputs = _finish(_start_workers([resume, resume]))
+    assert "resuming" in outputs[0] and "resuming" in outputs[1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 8 and metrics["resumed_after_epoch"] >= 4
+    lines = (run / "history.csv").read_text().splitlines()[1:]
+    assert [int(line.split(",")[0]) for line in lines] == list(range(8))  # each epoch once
+    assert not (run / "backup").exists()
 
 
 def test_multi_worker_without_tf_config_is_a_clear_error(data_dir, capsys, monkeypatch):

@@ -116,13 +116,10 @@ def make_callbacks(
     has_holdout: bool,
     resuming: bool,
 ) -> list[keras.callbacks.Callback]:
-    """Backup first: at each epoch end the backup is saved before the history line is written."""
-    # The backup outlives `fit()`: it goes only once model.keras and metrics.json are written
-    # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
-    backup = keras.callbacks.BackupAndRestore(
-        str(run_dir / runs.BACKUP_DIR), delete_checkpoint=False
-    )
-    callbacks = [backup, meter]
+    """The history line first, then the backup: a run stopped between the two repeats that
+    epoch on resume, and `runs.keep_history_of` drops its first line (nothing lost, nothing
+    logged twice); the other order would lose the line for good."""
+    callbacks: list[keras.callbacks.Callback] = [meter]
     if has_holdout:
         previous_best = (
             best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None
@@ -136,8 +133,11 @@ def make_callbacks(
             initial_value_threshold=previous_best,
         )
         callbacks.append(checkpoint)
+    # The backup outlives `fit()`: it goes only once model.keras and metrics.json are written
+    # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resuming),
+        keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP_DIR), delete_checkpoint=False),
         tensorboard_callback(run_dir / runs.TENSORBOARD_DIR),
     ]
     return callbacks

@@ -207,17 +207,19 @@ def train_split(
     train_ds, holdout_ds = make_split_datasets(config, data, global_batch, replicas)
 
     chief_dir = run_dir
-    if not is_chief(strategy_name):  # every replica holds the same weights: resume from the chief's
+    if not is_chief(strategy_name):
         run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))
-        if resuming and (chief_dir / runs.BACKUP_DIR).is_dir():
-            shutil.copytree(chief_dir / runs.BACKUP_DIR, run_dir / runs.BACKUP_DIR)
+        if resuming:
+            _copy_resume_state(chief_dir, run_dir)
     start_epoch = runs.backup_epoch(run_dir) if resuming else 0
     if resuming and not start_epoch and _logged_epochs(run_dir):
         raise UserError(
             f"{run_dir}: its {runs.BACKUP_DIR}/ is gone, so it cannot continue where it stopped; "
             "start a new run"
         )
-    if not resuming:
+    if resuming:
+        runs.keep_history_of(run_dir, start_epoch)
+    else:
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
 
     if start_epoch:
@@ -273,6 +275,16 @@ def train_split(
     if run_dir != chief_dir:
         shutil.rmtree(run_dir)
     return model, metrics
+
+
+def _copy_resume_state(chief_dir: Path, worker_dir: Path) -> None:
+    """Start a resumed non-chief worker from the chief's state: every replica holds the same
+    weights, and the worker must make the chief's choices (e.g. whether an epoch beats the best
+    checkpoint, from history.csv), since saving a model runs collective ops on every worker."""
+    if (chief_dir / runs.BACKUP_DIR).is_dir():
+        shutil.copytree(chief_dir / runs.BACKUP_DIR, worker_dir / runs.BACKUP_DIR)
+    if (chief_dir / runs.HISTORY_FILE).is_file():
+        shutil.copy2(chief_dir / runs.HISTORY_FILE, worker_dir / runs.HISTORY_FILE)
 
 
 def _logged_epochs(run_dir: Path) -> int:

@@ -70,6 +70,15 @@ def remove_backup(run_dir: Path) -> None:
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
 
 
+def keep_history_of(run_dir: Path, epochs: int) -> None:
+    """Cut history.csv to its first `epochs` epochs: the ones the backup holds. An epoch is
+    logged before it is backed up, so a run stopped in between logs that epoch again."""
+    history = run_dir / HISTORY_FILE
+    if history.is_file():
+        lines = history.read_text().splitlines(keepends=True)
+        write_text_atomic(history, "".join(lines[: epochs + 1]))
+
+
 def backup_epoch(run_dir: Path) -> int:
     """How many epochs the last backup of an interrupted run had completed (0 if none)."""
     metadata = run_dir / BACKUP_DIR / "training_metadata.json"
