@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one cv run per seed (same folds) in OUT/seed-<S>, then the mean +- std of their "
         "scores",
     )
+    cv.add_argument(
+        "--fold",
+        type=int,
+        metavar="K",
+        help="train fold-K alone (0 to FOLDS-1) into --out DIR, which other machines fill with "
+        "the other folds; the last to finish merges them",
+    )
     cv.add_argument("--tta", action="store_true", help=TTA_HELP + " (out-of-fold and test sets)")
     _add_run_dir_options(cv, "cv-<arch>", "continue an interrupted cv run at its first open fold")
     cv.set_defaults(handler=run_cv)
@@ -320,7 +327,7 @@ def resolve_config(args: argparse.Namespace):
 
 def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
     """A resumed run continues with its saved config, so flags that would change it are errors."""
-    names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout")
+    names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout", "fold", "tta")
     names += ("tuner", "space", "trial_epochs", "max_trials")
     given = [
         f"--{name.replace('_', '-').replace('trial-', '')}"
@@ -395,16 +402,29 @@ def run_cv(args: argparse.Namespace) -> None:
             raise UserError(f"--folds must be at least 2, got {folds}")
         config = resolve_config(args)
         prefix = "holdout" if holdout else "cv"
-        run_dir = runs.new_run_dir(f"{prefix}-{config.arch}", args.out)
+        if args.fold is None:
+            run_dir = runs.new_run_dir(f"{prefix}-{config.arch}", args.out)
+        elif args.out is None:
+            raise UserError("--fold needs --out DIR: the run directory every fold shares")
+        else:  # shared with the processes training the other folds
+            run_dir = Path(args.out)
+            run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run dir: {run_dir}", flush=True)
     try:
         metrics = cv.cross_validate(
-            config, run_dir, folds, holdout, args.data, tta, resuming=bool(args.resume)
+            config, run_dir, folds, holdout, args.data, tta, bool(args.resume), only_fold=args.fold
         )
     except BaseException:
-        if not args.resume:
+        if not args.resume and args.fold is None:
             runs.discard_if_unstarted(run_dir, cv.PROGRESS)
         raise
+    if "open_folds" in metrics:
+        open_folds = ", ".join(map(str, metrics["open_folds"]))
+        print(
+            f"fold {args.fold} finished; folds {open_folds} are not yet: the last fold to "
+            f"finish writes the merged results (or `cv --resume {run_dir}` trains what is left)"
+        )
+        return
     print(
         f"{metrics['mode']} out-of-fold accuracy: {metrics['oof_accuracy']:.4%} on "
         f"{metrics['oof_rows']} rows (log-loss {metrics['oof_log_loss']:.4f}); "

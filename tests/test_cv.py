@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,3 +147,43 @@ def test_cv_over_seeds_reports_the_spread_of_one_recipe_on_one_split(data_dir, t
         seed_statistics([runs[0], other])
     assert main(["cv", "--data", str(data_dir), "--seeds", "0,0"]) == 2
     assert "need two or more different seeds" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_folds_trained_by_separate_processes_merge_into_one_run(data_dir, tmp_path, capsys):
+    """As on two machines sharing a folder: each process trains one fold; the last merges."""
+    shared = tmp_path / "shared"
+
+    def fold_process(fold: int) -> subprocess.Popen:
+        argv = ["cv", "--data", str(data_dir), *TINY_CV, "--set", "model.width=4"]
+        argv += ["--fold", str(fold), "--out", str(shared)]
+        code = f"import sys; from digit_keras.cli import main; sys.exit(main({argv!r}))"
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    processes = [fold_process(fold) for fold in (0, 1)]
+    try:
+        outputs = [process.communicate(timeout=240)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert sum("are not yet" in output for output in outputs) >= 1  # one waited for the other
+    metrics = json.loads((shared / "metrics.json").read_text())
+    assert metrics["oof_rows"] == 320 and [f["fold"] for f in metrics["folds"]] == [0, 1]
+    assert not np.isnan(np.load(shared / "oof_logits.npy")).any()
+    assert np.load(shared / "test_logits.npy").shape == (2, 50, 10)
+
+    # A fold of another config cannot join the run.
+    (shared / "metrics.json").unlink()
+    shutil.rmtree(shared / "fold-1")
+    args = ["cv", "--data", str(data_dir), *TINY_CV, "--set", "model.width=6", "--fold", "1"]
+    assert main([*args, "--out", str(shared)]) == 2
+    assert "holds folds of another config (differs in config.toml)" in capsys.readouterr().err
+    assert (shared / "fold-0" / "model.keras").is_file()  # the refusal deleted nothing
+    assert main(["cv", "--data", str(data_dir), "--fold", "0"]) == 2
+    assert "--fold needs --out DIR" in capsys.readouterr().err

@@ -66,10 +66,16 @@ def cross_validate(
     tta: bool = False,
     resuming: bool = False,
     verbose: str | int = "auto",
+    only_fold: int | None = None,
 ) -> dict[str, Any]:
     """Train one model per fold (fold 0 only with `holdout`); return the metrics it saves.
 
     With `tta`, the saved out-of-fold and test logits are test-time augmented (inference.py).
+
+    With `only_fold`, train that fold alone into `run_dir`, which other processes (other
+    machines, on a shared filesystem) may fill with the other folds of the same config; whichever
+    process finds every fold finished writes the merged results. Until then the returned dict
+    has `open_folds` and no metrics are written.
 
     A resumed run skips folds whose logits exist, and continues a half-trained fold from its
     backup. Each fold's model is its last epoch's: the held-out rows never select anything.
@@ -87,33 +93,44 @@ def cross_validate(
     assignment = stratified_folds(labels, folds, config.data.split_seed)
     trained_folds = 1 if holdout else folds
     mode = "holdout" if holdout else "kfold"
-    if resuming:
+    if only_fold is not None and not 0 <= only_fold < trained_folds:
+        raise UserError(f"--fold must be 0 to {trained_folds - 1} in this {mode} run")
+    settings = {
+        "mode": mode,
+        "folds": folds,
+        "trained_folds": trained_folds,
+        "seed": config.seed,
+        "split_seed": config.data.split_seed,
+        "tta": tta,
+        "arch": config.arch,
+        "rows": len(labels),
+        "data": source,
+        "test_rows": len(test_images),
+        "test_data": test_source,
+    }
+    joining = only_fold is not None and (run_dir / CV_FILE).is_file()
+    if resuming or joining:
         _check_same_split(run_dir, labels, assignment)
-    else:
+    if joining:
+        _check_same_run(run_dir, config, settings)
+    elif not resuming:
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
         save_npy_atomic(run_dir / FOLDS_FILE, assignment)
         save_npy_atomic(run_dir / LABELS_FILE, labels)
-        settings = {
-            "mode": mode,
-            "folds": folds,
-            "trained_folds": trained_folds,
-            "seed": config.seed,
-            "split_seed": config.data.split_seed,
-            "tta": tta,
-            "arch": config.arch,
-            "rows": len(labels),
-            "data": source,
-            "test_rows": len(test_images),
-            "test_data": test_source,
-        }
         runs.write_json(run_dir / CV_FILE, settings)
+        if only_fold is not None:  # two processes may have started the run at once
+            _check_same_run(run_dir, config, settings)
 
     oof_logits = np.full((len(labels), 10), np.nan, dtype=np.float32)
     test_logits = []
     fold_metrics = []
+    open_folds = []
     for fold in range(trained_folds):
         directory = fold_dir(run_dir, fold)
         held_out = np.flatnonzero(assignment == fold)
+        if only_fold not in (None, fold) and not (directory / TEST_LOGITS_FILE).is_file():
+            open_folds.append(fold)  # another process's fold, not finished yet
+            continue
         if not (directory / TEST_LOGITS_FILE).is_file():
             if (directory / runs.MODEL_FILE).is_file():
                 model = load_model(directory / runs.MODEL_FILE)
@@ -143,6 +160,9 @@ def cross_validate(
             file=sys.stderr,
         )
 
+    if open_folds:
+        return {"mode": mode, "folds": fold_metrics, "open_folds": open_folds}
+
     from digit_keras.ensemble.base_runs import MEMBER_FILE, BaseRun, save_member
 
     member = BaseRun(
@@ -168,6 +188,19 @@ def cross_validate(
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"accuracy": accuracy(logits, labels), "log_loss": log_loss(softmax(logits), labels)}
+
+
+def _check_same_run(run_dir: Path, config: TrainConfig, settings: dict[str, Any]) -> None:
+    """Refuse to add a fold to a run of another config: its folds would not be one model's."""
+    saved = json.loads((run_dir / CV_FILE).read_text())
+    differing = [key for key in settings if saved.get(key) != settings[key]]
+    if load_config(run_dir / runs.CONFIG_FILE) != config:
+        differing.append("config.toml")
+    if differing:
+        raise UserError(
+            f"{run_dir} holds folds of another config (differs in {', '.join(differing)}); "
+            "give every fold the same command, or another --out"
+        )
 
 
 def _check_same_split(run_dir: Path, labels: np.ndarray, assignment: np.ndarray) -> None:
