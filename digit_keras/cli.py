@@ -495,15 +495,18 @@ def run_tune(args: argparse.Namespace) -> None:
             run_dir = runs.new_run_dir(f"tune-{base.arch}", args.out)
     print(f"run dir: {run_dir}", flush=True)
     try:
-        rows = run_search(base, space, settings, run_dir, args.data, resuming=bool(args.resume))
+        result = run_search(base, space, settings, run_dir, args.data, resuming=bool(args.resume))
     except BaseException:
         if not args.resume and not os.environ.get("KERASTUNER_TUNER_ID"):
             runs.discard_if_unstarted(run_dir, (f"{PROJECT}/trial_*",))
         raise
-    if rows is None:
-        print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished; the chief writes the results")
+    if result.rows is None:
+        print(
+            f"worker {os.environ['KERASTUNER_TUNER_ID']} finished after {result.trial_runs} trial "
+            "runs; the chief writes the results"
+        )
         return
-    print(format_trials(rows), end="")
+    print(format_trials(result.rows), end="")
     print(f"best config; train it with: digit-keras fit --config {run_dir / BEST_CONFIG}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -170,24 +171,41 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_chief_and_worker_share_one_search_on_localhost(data_dir, space_file, tmp_path):
-    """keras-tuner's distributed mode: the chief runs the oracle, the worker runs the trials."""
+def test_a_chief_and_two_workers_share_one_search_on_localhost(data_dir, tmp_path):
+    """keras-tuner's distributed mode: the chief runs the oracle, two workers run the trials;
+    every trial runs once, and best.toml is what one process would choose from those trials."""
+    space_file = tmp_path / "space.toml"
+    space_file.write_text(TINY_SPACE.replace("max_trials = 2", "max_trials = 4"))
     base_env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1"}
     base_env["KERASTUNER_ORACLE_PORT"] = str(_free_port())
     command = [sys.executable, "-m", "digit_keras", "tune", "--data", str(data_dir)]
     command += ["--space", str(space_file), "--batch-size", "32", "--out", "shared"]
-    chief = subprocess.Popen(
-        command, env={**base_env, "KERASTUNER_TUNER_ID": "chief"}, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    worker = subprocess.run(
-        command, env={**base_env, "KERASTUNER_TUNER_ID": "tuner0"}, cwd=tmp_path,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    chief_out, _ = chief.communicate(timeout=120)
-    assert worker.returncode == 0, worker.stdout + worker.stderr
-    assert "worker tuner0 finished" in worker.stdout
-    assert chief.returncode == 0, chief_out
+    processes = [
+        subprocess.Popen(
+            command,
+            env={**base_env, "KERASTUNER_TUNER_ID": tuner_id},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for tuner_id in ("chief", "tuner0", "tuner1")
+    ]
+    try:
+        outputs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [0, 0, 0], outputs
+    runs = [
+        int(re.search(rf"worker {name} finished after (\d+) trial runs", output).group(1))
+        for name, output in zip(("tuner0", "tuner1"), outputs[1:], strict=True)
+    ]
     trials = _trials(tmp_path / "shared")
-    assert len(trials) == 2 and {t["status"] for t in trials} == {"COMPLETED"}
-    assert (tmp_path / "shared" / "best.toml").is_file()
+    assert len(trials) == 4 and {t["status"] for t in trials} == {"COMPLETED"}
+    assert sum(runs) == 4  # the workers trained every trial, none twice
+    assert len({t["trial"] for t in trials}) == 4
+    best = max(trials, key=lambda t: float(t["val_accuracy"]))
+    config = load_config(tmp_path / "shared" / "best.toml")
+    assert config.model["width"] == int(best["model.width"])
+    assert config.optimizer.learning_rate == pytest.approx(float(best["optimizer.learning_rate"]))

@@ -59,6 +59,12 @@ class SearchSettings:
     patience: int  # early stopping of random and bayesian trials; 0 = off
 
 
+@dataclass
+class SearchResult:
+    rows: list[dict[str, Any]] | None  # the trial table; None on a worker (the chief writes it)
+    trial_runs: int  # trainings this process ran (Hyperband continues some trials in new runs)
+
+
 class DigitHyperModel(keras_tuner.HyperModel):
     """One trial: the base config with the trial's values, built and trained like `fit` does."""
 
@@ -74,6 +80,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
         self.base, self.space, self.trial_epochs, self.data = base, space, trial_epochs, data
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
+        self.trial_runs = 0
 
     def trial_config(self, hp) -> TrainConfig:
         overrides = {"epochs": self.trial_epochs, **self.space.sample(hp)}
@@ -103,6 +110,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
                 shuffle=False,
                 verbose=progress_verbosity(kwargs.get("verbose", "auto")),
             )
+        self.trial_runs += 1
         _, logits = finish_model(self.network, config, self.data, batch)
         labels = self.data.labels[self.data.holdout_idx]
         return {
@@ -122,11 +130,11 @@ def run_search(
     resuming: bool = False,
     extra_callbacks: Sequence = (),
     verbose: str | int = "auto",
-) -> list[dict[str, Any]] | None:
-    """Search, then write the trial table and best.toml; returns the table's rows.
+) -> SearchResult:
+    """Search, then write the trial table and best.toml.
 
     A keras-tuner worker (KERASTUNER_TUNER_ID not 'chief' with an oracle address set) only runs
-    the trials the chief hands out, and returns None: the chief writes the results.
+    the trials the chief hands out, and returns no rows: the chief writes the results.
     """
     base, _, strategy = start_training(base)
     data = load_holdout_split(base, data_dir)
@@ -149,7 +157,7 @@ def run_search(
         )
     tuner.search(callbacks=[*callbacks, *extra_callbacks], verbose=verbose)
     if worker:
-        return None
+        return SearchResult(None, hypermodel.trial_runs)
 
     rows = trial_rows(tuner, space)
     completed = [row for row in rows if row["status"] == "COMPLETED"]
@@ -168,7 +176,7 @@ def run_search(
         "# config, so it is optimistic. Longer runs: `fit --config this --epochs N`.\n"
     )
     write_text_atomic(run_dir / BEST_CONFIG, header + to_toml(best_config))
-    return rows
+    return SearchResult(rows, hypermodel.trial_runs)
 
 
 def is_worker() -> bool:
