@@ -1,27 +1,37 @@
-"""Probabilities and scores from logits, in float64 NumPy: shared by `cv` and `ensemble`."""
+"""Probabilities and scores from logits, shared by `fit`, `cv`, `tune` and `ensemble`.
+
+Thin calls into scipy and scikit-learn, in float64, with one convention: scores first, then labels.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+CLASSES = np.arange(10)
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities over the last axis, computed stably."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    """Log-probabilities over the last axis."""
+    from scipy.special import log_softmax as scipy_log_softmax
+
+    return scipy_log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    return np.exp(log_softmax(logits))
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Share of rows whose highest score (logit or probability) is the true label."""
-    return float(np.mean(np.argmax(scores, axis=-1) == labels))
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(labels, np.argmax(scores, axis=-1)))
 
 
-def log_loss(probabilities: np.ndarray, labels: np.ndarray, eps: float = 1e-15) -> float:
-    """Mean negative log-likelihood of the true labels; probabilities are clipped at `eps`."""
-    true_class = np.asarray(probabilities)[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(true_class, eps, 1.0))))
+def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels (scikit-learn clips zero probabilities)."""
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
+    return float(sklearn_log_loss(labels, np.asarray(probabilities, np.float64), labels=CLASSES))
