@@ -101,11 +101,15 @@ def export(
 ) -> dict[str, Any]:
     """Write each format into `run_dir`, verify it on `images` (uint8), record it in export.json.
 
-    A format whose probabilities differ from the Keras serving model's by more than TOLERANCE is
-    removed again and reported as an error.
+    A format whose probabilities differ by more than TOLERANCE from the model as trained (its own
+    layers, batch norm unfolded, computing in float32 as the export does) is removed again and
+    reported as an error: so a wrong batch-norm fold or a layer left in bf16 cannot pass.
     """
+    from digit_keras.inference import predict_logits, with_dtype
+    from digit_keras.scoring import softmax
+
     serving = serving_model(model)
-    expected = serving.predict(images.astype(np.float32), batch_size=256, verbose=0)
+    expected = softmax(predict_logits(with_dtype(model, "float32"), images, fold=False))
     report_path = run_dir / REPORT_FILE
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     for fmt in formats:
@@ -129,12 +133,13 @@ def export(
             "checked_images": len(images),
             "tolerance": TOLERANCE,
         }
-        if entry["max_abs_diff"] > TOLERANCE or entry["argmax_agreement"] < 1.0:
+        # Within TOLERANCE, labels can differ only on near-ties, so probabilities decide.
+        if entry["max_abs_diff"] > TOLERANCE:
             _remove(target)
             raise UserError(
-                f"{target}: exported model disagrees with Keras (max probability difference "
-                f"{entry['max_abs_diff']:.2e}, labels agree on {entry['argmax_agreement']:.2%}); "
-                "removed"
+                f"{target}: exported model disagrees with the trained model (max probability "
+                f"difference {entry['max_abs_diff']:.2e}, labels agree on "
+                f"{entry['argmax_agreement']:.2%}); removed"
             )
         report[fmt] = entry
         write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")

@@ -46,6 +46,18 @@ def _foldable_pairs(model) -> dict[str, object]:
     return pairs
 
 
+def with_dtype(model, dtype: str):
+    """A copy of `model` whose every layer computes in `dtype`, with the same weights."""
+    import keras
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def fold_batch_norm(model, dtype: str | None = None):
     """An inference-only copy of `model` with (depthwise) conv -> BatchNormalization pairs merged.
 
@@ -119,14 +131,14 @@ def tta_probabilities(
 
 
 def predict_logits(
-    model, images: np.ndarray, batch_size: int = 512, tta: bool = False
+    model, images: np.ndarray, batch_size: int = 512, tta: bool = False, fold: bool = True
 ) -> np.ndarray:
     """Logits (N, 10) for uint8 images; with `tta`, the log of the views' mean probabilities
-    (their softmax is that mean)."""
+    (their softmax is that mean). `fold=False` runs the model's own layers, unfolded."""
     from digit_keras.data.pipeline import make_dataset
     from digit_keras.scoring import softmax
 
-    folded = fold_batch_norm(model)
+    folded = fold_batch_norm(model) if fold else model
 
     def logits(batch: np.ndarray) -> np.ndarray:
         return folded.predict(make_dataset(batch, None, batch_size), verbose=0)

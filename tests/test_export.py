@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from digit_keras.cli import main
+from digit_keras.errors import UserError
 from digit_keras.runtime import import_tensorflow
 from tests.conftest import TINY, run_cli_on_jax
 
@@ -121,6 +122,26 @@ def test_every_architecture_exports_with_parity(name, tmp_path):
     report = export(model, tmp_path, ("savedmodel", "onnx"), images)
     for fmt in ("savedmodel", "onnx"):
         assert report[fmt]["max_abs_diff"] <= TOLERANCE, fmt
+
+
+def test_parity_is_checked_against_the_trained_model_so_a_wrong_fold_fails(monkeypatch, tmp_path):
+    import digit_keras.inference as inference
+
+    fold = inference.fold_batch_norm
+
+    def wrong_fold(model, dtype=None):  # what a sign error in the folded bias would give
+        folded = fold(model, dtype)
+        conv = folded.get_layer("stage1_a_conv")
+        kernel, bias = conv.get_weights()
+        conv.set_weights([kernel, bias + 0.5])
+        return folded
+
+    monkeypatch.setattr(inference, "fold_batch_norm", wrong_fold)
+    model = build_model("basic", **TINY["basic"])
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    with pytest.raises(UserError, match="disagrees with the trained model"):
+        export(model, tmp_path, ("onnx",), images)
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_missing_and_corrupt_models_are_one_line_errors(tmp_path, data_dir, capsys):
