@@ -160,12 +160,14 @@ def _remove(path: Path) -> None:
 
 
 def _replace_dir(target: Path, write) -> None:
-    """Write a directory beside `target`, then swap it in, so a failure leaves the old one."""
+    """Write a directory beside `target`, then swap it in: a failure leaves the old one, and
+    the old one moves aside before the new one takes its name (a directory cannot be renamed
+    over another), so `target` is missing only between two renames."""
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        write(tmp / "out")
+        write(tmp / "new")
         if target.exists():
-            shutil.rmtree(target)
-        (tmp / "out").rename(target)
+            target.rename(tmp / "old")
+        (tmp / "new").rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

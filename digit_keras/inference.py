@@ -20,10 +20,14 @@ from digit_keras.runtime import import_keras
 
 
 def load_model(path: Path):
-    """Load a `.keras` file for inference, turning a corrupt file into a one-line error."""
+    """Load a `.keras` file for inference, turning a corrupt file into a one-line error.
+
+    `safe_mode=True` (Keras's default, said here so it stays): a `.keras` file that would run
+    code of its own when loaded (a serialised lambda) is refused.
+    """
     keras = import_keras()
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises many types for a damaged archive
         raise UserError(f"{path}: cannot load model: {err}") from None
 

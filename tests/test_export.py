@@ -163,3 +163,27 @@ def test_missing_and_corrupt_models_are_one_line_errors(tmp_path, data_dir, caps
     assert main(["export", "--model", "empty"]) == 2
     assert "empty: no model.keras here" in capsys.readouterr().err
     assert not (tmp_path / "submissions").exists()
+
+
+def test_a_new_savedmodel_replaces_the_old_only_once_it_is_written(tmp_path):
+    from digit_keras.export import _replace_dir
+
+    target = tmp_path / "savedmodel"
+    target.mkdir()
+    (target / "saved_model.pb").write_text("old")
+
+    def failing(path):
+        path.mkdir()
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        _replace_dir(target, failing)
+    assert (target / "saved_model.pb").read_text() == "old"
+
+    def writer(path):
+        path.mkdir()
+        (path / "saved_model.pb").write_text("new")
+
+    _replace_dir(target, writer)
+    assert (target / "saved_model.pb").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["savedmodel"]  # nothing left beside it

@@ -80,7 +80,12 @@ def test_progress_bar_on_a_terminal_one_line_per_epoch_elsewhere(monkeypatch):
 def test_a_resumed_run_keeps_its_best_checkpoint_threshold(tmp_path):
     import keras
 
-    from digit_keras.training.callbacks import ThroughputMeter, best_logged, make_callbacks
+    from digit_keras.training.callbacks import (
+        BestCheckpoint,
+        ThroughputMeter,
+        best_logged,
+        make_callbacks,
+    )
 
     (tmp_path / "history.csv").write_text("epoch,val_accuracy\n0,0.5\n1,0.8\n2,0.7\n")
     assert best_logged(tmp_path / "history.csv", "val_accuracy") == 0.8
@@ -88,5 +93,10 @@ def test_a_resumed_run_keeps_its_best_checkpoint_threshold(tmp_path):
     assert best_logged(tmp_path / "missing.csv", "val_accuracy") is None
     network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     callbacks = make_callbacks(tmp_path, ThroughputMeter(1), network, True, resuming=True)
-    checkpoint = next(c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint))
-    assert checkpoint.best == 0.8  # a worse epoch after the resume does not replace best.keras
+    checkpoint = next(c for c in callbacks if isinstance(c, BestCheckpoint))
+    assert checkpoint.best == 0.8
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.75})  # worse than before the resume: kept
+    assert not (tmp_path / "checkpoints" / "best.keras").exists()
+    checkpoint.on_epoch_end(4, {"val_accuracy": 0.9})
+    assert keras.saving.load_model(tmp_path / "checkpoints" / "best.keras").count_params() == 3
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["best.keras"]  # no temp

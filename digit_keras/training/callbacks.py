@@ -13,6 +13,7 @@ from pathlib import Path
 
 import keras
 
+from digit_keras.atomic import atomic_path
 from digit_keras.training import runs
 
 
@@ -65,16 +66,26 @@ def best_logged(history_csv: Path, metric: str) -> float | None:
     return None if pd.isna(best) else float(best)
 
 
-class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
-    """A ModelCheckpoint that saves `network`, not the model being fit, which on JAX is the
-    network inside its augmentation wrapper: checkpoints stay augmentation-free."""
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save `network` whenever `monitor` (higher is better) beats its best so far.
 
-    def __init__(self, network: keras.Model, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.network = network
+    Keras's ModelCheckpoint writes in place, so a kill mid-save would leave a broken best.keras;
+    this one writes beside it and renames. It saves `network`, not the model being fit, which
+    on JAX is the network inside its augmentation wrapper: checkpoints stay augmentation-free.
+    `best` is the score to beat (a resumed run's best so far).
+    """
 
-    def set_model(self, model: keras.Model) -> None:
-        super().set_model(self.network)
+    def __init__(self, network: keras.Model, path: Path, monitor: str, best: float | None):
+        super().__init__()
+        self.network, self.path, self.monitor = network, path, monitor
+        self.best = float("-inf") if best is None else best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best = float(value)
+            with atomic_path(self.path) as tmp:
+                self.network.save(tmp)
 
 
 class EpochSummaries(keras.callbacks.Callback):
@@ -124,15 +135,9 @@ def make_callbacks(
         previous_best = (
             best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None
         )
-        checkpoint = NetworkCheckpoint(
-            network,
-            str(run_dir / runs.BEST_CHECKPOINT),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=previous_best,
+        callbacks.append(
+            BestCheckpoint(network, run_dir / runs.BEST_CHECKPOINT, "val_accuracy", previous_best)
         )
-        callbacks.append(checkpoint)
     # The backup outlives `fit()`: it goes only once model.keras and metrics.json are written
     # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
     callbacks += [
