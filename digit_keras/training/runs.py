@@ -80,7 +80,11 @@ def keep_history_of(run_dir: Path, epochs: int) -> None:
 
 
 def backup_epoch(run_dir: Path) -> int:
-    """How many epochs the last backup of an interrupted run had completed (0 if none)."""
+    """How many epochs the last backup of an interrupted run had completed (0 if none).
+
+    Keras has no public way to ask BackupAndRestore this; its metadata file is the one place the
+    project reads Keras's private state, and the resume tests exercise it.
+    """
     metadata = run_dir / BACKUP_DIR / "training_metadata.json"
     if not metadata.is_file():
         return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -180,10 +181,14 @@ def run_search(
 
 
 def is_worker() -> bool:
-    """Whether this process is a keras-tuner worker that takes trials from a chief oracle."""
-    from keras_tuner.src.distribute import utils
+    """Whether this process is a keras-tuner worker that takes trials from a chief oracle.
 
-    return utils.has_chief_oracle() and not utils.is_chief_oracle()
+    keras-tuner's documented contract: KERASTUNER_ORACLE_IP names the chief's address, and
+    KERASTUNER_TUNER_ID is "chief" on the chief and any other name on each worker.
+    """
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return False
+    return "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
 def _make_tuner(hypermodel, settings, run_dir, seed, strategy):
