@@ -8,7 +8,7 @@ JAX_BIN := $(JAX_VENV)/bin
 PYTEST_PIN := $(shell grep '^pytest==' requirements-dev.txt)
 ARCH ?= basic
 
-.PHONY: demo test test-tf test-jax lint format bench bundle clean
+.PHONY: demo test test-fast test-tf test-jax lint format bench bundle clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(BIN)/.installed
 	$(BIN)/digit-keras predict --model latest
 
 test: lint test-tf test-jax
+
+# The edit-test loop: everything but the tests marked slow (those that train through the CLI).
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m "not slow" --ignore=tests/test_jax_path.py
 
 test-tf: $(BIN)/.installed
 	$(BIN)/pytest --ignore=tests/test_jax_path.py  # test-jax runs it, without TensorFlow
