@@ -239,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ensemble.add_argument("--seed", type=int, default=0, help="seeds the meta-learners' folds")
     ensemble.add_argument(
+        "--every-row",
+        metavar="DIR",
+        help="also write a submission for every row of the table (each member, each method) "
+        "into DIR",
+    )
+    ensemble.add_argument(
         "--out", metavar="FILE", help="submission path (default submissions/ensemble_<method>.csv)"
     )
     ensemble.set_defaults(handler=run_ensemble)
@@ -655,6 +661,11 @@ def run_ensemble(args: argparse.Namespace) -> None:
     labels = next(s.test_labels for s in scored if s.name == chosen)
     write_submission(labels, out)
     print(f"wrote {out} ({chosen}, {len(labels)} rows) and its table beside it")
+    if args.every_row:
+        for item in scored:
+            name = item.name.split(" (")[0].replace(":", "-")  # "run (arch)" -> "run"
+            write_submission(item.test_labels, Path(args.every_row) / f"{name}.csv")
+        print(f"wrote a submission for each of the {len(scored)} rows into {args.every_row}")
 
 
 def run_report(args: argparse.Namespace) -> None:

@@ -68,6 +68,12 @@ def test_cv_writes_out_of_fold_logits_that_ensembles_combine(data_dir, tmp_path,
         assert main(["ensemble", "a", "b", "--method", method, "--out", f"{method}.csv"]) == 0
         lines = (tmp_path / f"{method}.csv").read_text().splitlines()
         assert lines[0] == "ImageId,Label" and len(lines) == 51
+    assert main(["ensemble", "a", "b", "--every-row", "rows", "--out", "super.csv"]) == 0
+    expected = {"a", "b", "mean", "vote", "super-logistic", "super-convex", "super-discrete"}
+    assert {path.stem for path in (tmp_path / "rows").iterdir()} == expected
+    assert (tmp_path / "rows" / "super-logistic.csv").read_text() == (
+        tmp_path / "super.csv"
+    ).read_text()
     assert main(["ensemble", "a", "b", "h", "--meta", "convex", "--out", "mixed.csv"]) == 0
     assert json.loads((tmp_path / "mixed.json").read_text())["oof_rows"] == 160
     # The runs' member files, with the training labels from the CSV, give the same ensemble.
