@@ -518,18 +518,11 @@ def run_tune(args: argparse.Namespace) -> None:
 
 def _resumable_tune_dir(spec: str, arch: str) -> Path:
     """The tune run to continue: `spec`, or for 'latest' the newest unfinished one of `arch`."""
-    from digit_keras.training.runs import RUNS_ROOT, resumable_run_dir
+    from digit_keras.training.runs import latest_unfinished, resumable_run_dir
     from digit_keras.tuning.search import BEST_CONFIG, SETTINGS_FILE
 
     if spec == "latest":
-        unfinished = [
-            p.parent
-            for p in RUNS_ROOT.glob(f"tune-{arch}-*/{SETTINGS_FILE}")
-            if not (p.parent / BEST_CONFIG).exists()
-        ]
-        if not unfinished:
-            raise UserError(f"no unfinished tune-{arch}-* search in {RUNS_ROOT}/ to resume")
-        return max(unfinished, key=lambda p: p.stat().st_mtime)
+        return latest_unfinished(f"tune-{arch}", SETTINGS_FILE, BEST_CONFIG, "search")
     return resumable_run_dir(spec, SETTINGS_FILE, BEST_CONFIG, "search")
 
 

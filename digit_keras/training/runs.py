@@ -92,12 +92,26 @@ def backup_epoch(run_dir: Path) -> int:
 
 
 def latest_run(root: Path = RUNS_ROOT) -> Path:
+    """What `--model latest` means: the newest finished run with a model (by the model's time)."""
     finished = [
         p.parent for p in root.glob(f"*/{METRICS_FILE}") if (p.parent / MODEL_FILE).is_file()
     ]
     if not finished:
         raise UserError(f"no finished run in {root}/; train one with: digit-keras fit")
     return max(finished, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
+
+
+def latest_unfinished(
+    prefix: str, started: str, finished: str, kind: str, root: Path = RUNS_ROOT
+) -> Path:
+    """What a bare `--resume` means: the newest `prefix-*` run that has its `started` marker
+    and not its `finished` one."""
+    unfinished = [
+        p.parent for p in root.glob(f"{prefix}-*/{started}") if not (p.parent / finished).exists()
+    ]
+    if not unfinished:
+        raise UserError(f"no unfinished {prefix}-* {kind} in {root}/ to resume")
+    return max(unfinished, key=lambda p: p.stat().st_mtime)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
