@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from digit_keras import __version__
@@ -14,7 +13,6 @@ from digit_keras.ensemble import META_LEARNER_NAMES, METHODS
 from digit_keras.errors import UserError
 from digit_keras.tuning import TUNERS
 
-SUBMISSIONS_DIR = Path("submissions")
 # The package extra that installs each optional import, for a one-line error when it is missing.
 EXTRA_OF_MODULE = {
     **dict.fromkeys(("keras", "keras_tuner", "pandas", "sklearn", "tensorboard"), "tensorflow"),
@@ -532,31 +530,15 @@ def run_predict(args: argparse.Namespace) -> None:
         return
     if not args.model:
         raise UserError("predict needs --model to write a submission (or IMAGE files)")
-    started = time.perf_counter()
-    from concurrent.futures import ThreadPoolExecutor
+    from digit_keras.predictors import predict_submission
 
-    from digit_keras.data import load_test
-    from digit_keras.data.submission import write_submission
-    from digit_keras.predictors import load_predictor, locate
-    from digit_keras.training import runs
-
-    source = locate(args.model)
-    dataset = args.dataset or _run_dataset(source.run_dir)
-    # Parse the CSV while the model's runtime imports: pandas' parser releases the GIL.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        test_data = pool.submit(load_test, dataset, args.data)
-        try:
-            predictor = load_predictor(source, args.tta)
-        finally:  # a bad test set is reported before a bad model, whichever failed first
-            images, data_source = test_data.result()
-    labels = predictor(images, args.batch_size).argmax(axis=1)
-    in_run = (source.run_dir / runs.CONFIG_FILE).is_file()
-    name = source.run_dir.name if in_run else source.path.stem
-    suffix = "" if source.kind == "keras" else f"_{source.kind}"
-    out = Path(args.out) if args.out else SUBMISSIONS_DIR / f"submission_{name}{suffix}.csv"
-    write_submission(labels, out)
-    seconds = time.perf_counter() - started
-    print(f"wrote {out}: {len(labels)} predictions for {data_source} in {seconds:.1f} s")
+    result = predict_submission(
+        args.model, args.out, args.data, args.dataset, args.batch_size, args.tta
+    )
+    print(
+        f"wrote {result.path}: {result.rows} predictions for {result.data_source} "
+        f"in {result.seconds:.1f} s"
+    )
 
 
 def run_predict_pictures(args: argparse.Namespace) -> None:
@@ -590,75 +572,31 @@ def run_export(args: argparse.Namespace) -> None:
     from digit_keras.runtime import use_tensorflow_backend
 
     use_tensorflow_backend("export")
-    import numpy as np
+    from digit_keras.export import FORMATS, export_run
 
-    from digit_keras.data import load_test
-    from digit_keras.errors import DataError
-    from digit_keras.export import FORMATS, export
-    from digit_keras.inference import load_model
-    from digit_keras.training import runs
-
-    run_dir = Path(args.model)
-    if not (run_dir / runs.MODEL_FILE).is_file():
-        raise UserError(f"{run_dir}: no {runs.MODEL_FILE} here; --model takes a finished run")
-    try:  # check on real digits when the test set is at hand, else on seeded random pixels
-        images = load_test(_run_dataset(run_dir), args.data)[0][: args.check_images]
-        checked_on = "test-set images"
-    except DataError:
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (args.check_images, 28, 28, 1), dtype=np.uint8)
-        checked_on = "random images (no test set found)"
     formats = FORMATS if args.format == "all" else (args.format,)
-    report = export(load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, args.opset)
+    report = export_run(Path(args.model), formats, args.data, args.check_images, args.opset)
     for fmt in formats:
         entry = report[fmt]
         print(
             f"{fmt}: {entry['path']} ({entry['bytes'] / 1e6:.2f} MB, {entry['seconds']:.1f} s); "
-            f"on {len(images)} {checked_on}: max probability difference from Keras "
-            f"{entry['max_abs_diff']:.1e}, labels agree {entry['argmax_agreement']:.2%}"
+            f"on {entry['checked_images']} {entry['checked_on']}: max probability difference "
+            f"from the trained model {entry['max_abs_diff']:.1e}, labels agree "
+            f"{entry['argmax_agreement']:.2%}"
         )
 
 
 def run_ensemble(args: argparse.Namespace) -> None:
-    import json
-    from functools import cache
+    from digit_keras.ensemble.build import build_ensemble
 
-    from digit_keras.atomic import write_text_atomic
-    from digit_keras.data import load_train
-    from digit_keras.data.submission import write_submission
-    from digit_keras.ensemble.base_runs import load_base_runs
-    from digit_keras.ensemble.evaluate import evaluate, format_table
-
-    labels = cache(lambda: load_train(args.dataset or "kaggle", args.data)[1])
-    members, rows = load_base_runs(args.runs, labels)
-    if not len(rows):
-        raise UserError("the runs share no out-of-fold rows; train them with the same --split-seed")
-    scored = evaluate(members, rows, args.seed)
-    chosen = f"super:{args.meta}" if args.method == "super" else args.method
-    table = format_table(members, rows, scored)
-    print(table, end="")
-    out = (
-        Path(args.out) if args.out else SUBMISSIONS_DIR / f"ensemble_{chosen.replace(':', '-')}.csv"
-    )
-    report = {
-        "runs": [str(path) for path in args.runs],
-        "oof_rows": len(rows),
-        "submission_method": chosen,
-        "scores": [
-            {"name": s.name, "accuracy": s.accuracy, "log_loss": s.log_loss, "weights": s.weights}
-            for s in scored
-        ],
-    }
-    write_text_atomic(out.with_suffix(".txt"), table)
-    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
-    labels = next(s.test_labels for s in scored if s.name == chosen)
-    write_submission(labels, out)
-    print(f"wrote {out} ({chosen}, {len(labels)} rows) and its table beside it")
+    result = build_ensemble(
+        args.runs, args.method, args.meta, args.out, args.data, args.dataset, args.seed,
+        args.every_row,
+    )  # fmt: skip
+    print(result.table, end="")
+    print(f"wrote {result.path} ({result.method}, {result.rows} rows) and its table beside it")
     if args.every_row:
-        for item in scored:
-            name = item.name.split(" (")[0].replace(":", "-")  # "run (arch)" -> "run"
-            write_submission(item.test_labels, Path(args.every_row) / f"{name}.csv")
-        print(f"wrote a submission for each of the {len(scored)} rows into {args.every_row}")
+        print(f"wrote a submission for each of the {result.methods} rows into {args.every_row}")
 
 
 def run_report(args: argparse.Namespace) -> None:
@@ -692,15 +630,6 @@ def run_models(args: argparse.Namespace) -> None:
         side = 28 + 2 * stats["padding"]
         shape = f"28x28 padded to {side}x{side}" if stats["padding"] else "28x28"
         print(f"{name:10s} {stats['params']:12,d} {stats['mflops']:13.1f}  {shape}")
-
-
-def _run_dataset(run_dir: Path) -> str:
-    """The dataset a run trained on (its config says), so predict reads the matching test set."""
-    from digit_keras.config import load_config
-    from digit_keras.training.runs import CONFIG_FILE
-
-    config_path = run_dir / CONFIG_FILE
-    return load_config(config_path).data.dataset if config_path.is_file() else "kaggle"
 
 
 def main(argv: list[str] | None = None) -> int:

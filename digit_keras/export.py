@@ -171,3 +171,32 @@ def _replace_dir(target: Path, write) -> None:
         (tmp / "new").rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_run(
+    run_dir: Path,
+    formats: tuple[str, ...] = FORMATS,
+    data_dir: str | Path | None = None,
+    check_images: int = 1024,
+    opset: int | None = None,
+) -> dict[str, Any]:
+    """`digit-keras export`: export a finished run's model, checked on the first `check_images`
+    test-set images when the test set is at hand, else on seeded random pixels."""
+    from digit_keras.data import load_test
+    from digit_keras.errors import DataError
+    from digit_keras.inference import load_model
+    from digit_keras.training import runs
+
+    if not (run_dir / runs.MODEL_FILE).is_file():
+        raise UserError(f"{run_dir}: no {runs.MODEL_FILE} here; --model takes a finished run")
+    try:
+        images = load_test(runs.run_dataset(run_dir), data_dir)[0][:check_images]
+        checked_on = "test-set images"
+    except DataError:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (check_images, 28, 28, 1), dtype=np.uint8)
+        checked_on = "random images (no test set found)"
+    report = export(load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, opset)
+    for fmt in formats:
+        report[fmt]["checked_on"] = checked_on
+    return report

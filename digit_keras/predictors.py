@@ -6,6 +6,7 @@ A run directory or `.keras` file runs in Keras, a SavedModel directory in Tensor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +115,45 @@ def _batched(run, images: np.ndarray, batch_size: int) -> np.ndarray:
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
+
+
+@dataclass
+class SubmissionResult:
+    path: Path
+    rows: int
+    data_source: str
+    seconds: float
+
+
+def predict_submission(
+    model_spec: str,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    dataset: str | None = None,
+    batch_size: int = 1024,
+    tta: bool = False,
+) -> SubmissionResult:
+    """`predict --model`: label the test set with any model format and write a Kaggle
+    submission (default submissions/submission_<run>[_<format>].csv)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from digit_keras.data import load_test
+    from digit_keras.data.submission import SUBMISSIONS_DIR, write_submission
+
+    started = time.perf_counter()
+    source = locate(model_spec)
+    dataset = dataset or runs.run_dataset(source.run_dir)
+    # Parse the CSV while the model's runtime imports: pandas' parser releases the GIL.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        test_data = pool.submit(load_test, dataset, data_dir)
+        try:
+            predictor = load_predictor(source, tta)
+        finally:  # a bad test set is reported before a bad model, whichever failed first
+            images, data_source = test_data.result()
+    labels = predictor(images, batch_size).argmax(axis=1)
+    in_run = (source.run_dir / runs.CONFIG_FILE).is_file()
+    name = source.run_dir.name if in_run else source.path.stem
+    suffix = "" if source.kind == "keras" else f"_{source.kind}"
+    path = Path(out) if out else SUBMISSIONS_DIR / f"submission_{name}{suffix}.csv"
+    write_submission(labels, path)
+    return SubmissionResult(path, len(labels), data_source, time.perf_counter() - started)

@@ -9,6 +9,8 @@ import numpy as np
 
 from digit_keras.atomic import atomic_path
 
+SUBMISSIONS_DIR = Path("submissions")  # where submissions go unless an output path is given
+
 
 def write_submission(labels: np.ndarray, path: str | os.PathLike) -> Path:
     lines = ["ImageId,Label"]

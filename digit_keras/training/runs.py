@@ -114,6 +114,15 @@ def latest_unfinished(
     return max(unfinished, key=lambda p: p.stat().st_mtime)
 
 
+def run_dataset(run_dir: Path) -> str:
+    """The dataset a run trained on (its config says; "kaggle" without one), so predictions
+    read the matching test set."""
+    from digit_keras.config import load_config
+
+    config_path = run_dir / CONFIG_FILE
+    return load_config(config_path).data.dataset if config_path.is_file() else "kaggle"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
