@@ -178,7 +178,6 @@ def test_folds_trained_by_separate_processes_merge_into_one_run(data_dir, tmp_pa
         for process in processes:
             process.kill()
     assert [process.returncode for process in processes] == [0, 0], outputs
-    assert sum("are not yet" in output for output in outputs) >= 1  # one waited for the other
     metrics = json.loads((shared / "metrics.json").read_text())
     assert metrics["oof_rows"] == 320 and [f["fold"] for f in metrics["folds"]] == [0, 1]
     assert not np.isnan(np.load(shared / "oof_logits.npy")).any()

@@ -122,10 +122,13 @@ def cross_validate(
             _check_same_run(run_dir, config, settings)
 
     oof_logits = np.full((len(labels), 10), np.nan, dtype=np.float32)
-    test_logits = []
+    test_logits = {}
     fold_metrics = []
     open_folds = []
-    for fold in range(trained_folds):
+    # A process training one fold looks at the others only after its own is saved: of two
+    # processes that finish together, the one that looks last then sees both and merges.
+    order = sorted(range(trained_folds), key=lambda fold: fold != only_fold)
+    for fold in order:
         directory = fold_dir(run_dir, fold)
         held_out = np.flatnonzero(assignment == fold)
         if only_fold not in (None, fold) and not (directory / TEST_LOGITS_FILE).is_file():
@@ -151,7 +154,7 @@ def cross_validate(
             save_npy_atomic(directory / OOF_LOGITS_FILE, logits[: len(held_out)])
             save_npy_atomic(directory / TEST_LOGITS_FILE, logits[len(held_out) :])
         oof_logits[held_out] = np.load(directory / OOF_LOGITS_FILE)
-        test_logits.append(np.load(directory / TEST_LOGITS_FILE))
+        test_logits[fold] = np.load(directory / TEST_LOGITS_FILE)
         scores = _scores(oof_logits[held_out], labels[held_out])
         fold_metrics.append({"fold": fold, "rows": len(held_out), **scores})
         print(
@@ -160,14 +163,14 @@ def cross_validate(
             file=sys.stderr,
         )
 
+    fold_metrics.sort(key=lambda scores: scores["fold"])
     if open_folds:
         return {"mode": mode, "folds": fold_metrics, "open_folds": open_folds}
 
     from digit_keras.ensemble.base_runs import MEMBER_FILE, BaseRun, save_member
 
-    member = BaseRun(
-        run_dir.name, config.arch, labels, assignment, oof_logits, np.stack(test_logits)
-    )
+    fold_test_logits = np.stack([test_logits[fold] for fold in range(trained_folds)])
+    member = BaseRun(run_dir.name, config.arch, labels, assignment, oof_logits, fold_test_logits)
     save_npy_atomic(run_dir / OOF_LOGITS_FILE, member.oof_logits)
     save_npy_atomic(run_dir / TEST_LOGITS_FILE, member.test_logits)
     save_member(member, run_dir / MEMBER_FILE)
