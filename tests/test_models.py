@@ -118,6 +118,19 @@ def test_size_knobs_pass_through():
         build_model("resnet164", depth=100)
 
 
+@pytest.mark.parametrize(
+    ("stem", "first_stage_side"), [("small", 28), ("stride2", 14), ("imagenet", 7)]
+)
+def test_resnet50_stems_set_the_first_stage_resolution(stem, first_stage_side):
+    model = build_model("resnet50", blocks=(1, 1, 1, 1), width=4, stem=stem)
+    side = first_stage_side
+    for stage in range(1, 5):
+        assert model.get_layer(f"stage{stage}_block1_add").output.shape[1:3] == (side, side)
+        side = (side + 1) // 2
+    with pytest.raises(ValueError, match="stem must be one of small, stride2, imagenet"):
+        build_model("resnet50", stem="large")
+
+
 def test_stats_count_flops_and_padding():
     # basic at width 32: 15.1M multiply-adds, worked out layer by layer in models/basic.py terms
     convs = [(26, 26, 32, 9, 1), (24, 24, 32, 9, 32), (12, 12, 32, 25, 32), (10, 10, 64, 9, 32),

@@ -1,10 +1,13 @@
 """Residual networks with bottleneck blocks: `resnet50` and `resnet164`.
 
 `resnet50` (He et al. 2015, arXiv:1512.03385): post-activation bottlenecks in [3, 4, 6, 3]
-blocks, output widths 256-2048, stride on the 3x3 conv (as torchvision's "v1.5"). The ImageNet
-stem (7x7 stride 2 and a max-pool) would shrink a 28x28 digit to 7x7 before the first block, so
-a small-image stem is used instead: one 3x3 conv, stride 1, no pooling; 28 -> 28 -> 14 -> 7 -> 4.
-23.5M parameters, as ResNet-50 less its ImageNet classifier.
+blocks, output widths 256-2048, stride on the 3x3 conv (as torchvision's "v1.5"). 23.5M
+parameters, as ResNet-50 less its ImageNet classifier. Three stems (`stem=`):
+  - "small" (default): one 3x3 conv, stride 1, no pooling, as CIFAR-size ResNets do; stages
+    at 28 -> 14 -> 7 -> 4; 2,094 MFLOPs a digit.
+  - "stride2": the same 3x3 conv with stride 2; stages at 14 -> 7 -> 4 -> 2; 579 MFLOPs.
+  - "imagenet": the paper's 7x7 stride-2 conv and 3x3 stride-2 max-pool, which leave a 28x28
+    digit 7x7 before the first block; stages at 7 -> 4 -> 2 -> 1; 156 MFLOPs.
 
 `resnet164` (He et al. 2016, "Identity Mappings in Deep Residual Networks", arXiv:1603.05027):
 pre-activation bottlenecks (BN-ReLU-conv three times), 3 stages of 18 blocks with bottleneck
@@ -57,16 +60,26 @@ def preact_bottleneck(x, width: int, strides: int, name: str):
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
+STEMS = ("small", "stride2", "imagenet")
+
+
 @register("resnet50")
 def resnet50(
     blocks: tuple[int, ...] = (3, 4, 6, 3),
     width: int = 64,
+    stem: str = "small",
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build ResNet-50; `width` is stage 1's bottleneck width (stages use 1, 2, 4, 8x)."""
+    if stem not in STEMS:
+        raise ValueError(f"resnet50 stem must be one of {', '.join(STEMS)}; got {stem!r}")
     inputs, x = image_input(input_shape)
-    x = conv_bn_relu(x, width, 3, name="stem")
+    if stem == "imagenet":
+        x = conv_bn_relu(x, width, 7, 2, name="stem")
+        x = layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+    else:
+        x = conv_bn_relu(x, width, 3, 2 if stem == "stride2" else 1, name="stem")
     x = residual_stages(x, blocks, [width * 2**stage for stage in range(len(blocks))], bottleneck)
     return keras.Model(inputs, logits_head(x, num_classes), name="resnet50")
 
