@@ -1,12 +1,14 @@
 """Load test of `digit-keras serve` on 127.0.0.1: requests/s and latency percentiles.
 
-Starts the real server (the bundled model unless --model), then, for each concurrency level,
-keeps that many requests in flight from one asyncio client for a bounded count and time, and
+Starts the real server (the bundled model unless --model; `--workers` server processes), then,
+for each concurrency level, keeps that many requests in flight for a bounded count and time, and
 prints requests/s, images/s and p50/p99 latency. The client shares the machine's cores with the
-server, as a load generator on the same host does.
+server, as a load generator on the same host does: `--client httpx` (default) is one asyncio
+Python client, about as costly as the server it loads; `--client wrk` is the C load generator
+wrk (Debian's package `wrk`), which leaves the server more of the cores, for single pictures.
 
-    python benchmarks/bench_serve.py [--model RUN|.onnx] [--requests 2000] [--seconds 20]
-        [--concurrency 1,4,16] [--batch 16]
+    python benchmarks/bench_serve.py [--model RUN|.onnx] [--workers 1] [--client httpx|wrk]
+        [--requests 2000] [--seconds 20] [--concurrency 1,4,16] [--batch 16]
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -39,8 +44,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: str | None, port: int) -> subprocess.Popen:
+def start_server(model: str | None, port: int, workers: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "digit_keras", "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
     process = subprocess.Popen([*command, *(["--model", model] if model else [])])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -79,6 +85,35 @@ async def load(url: str, files_for, concurrency: int, requests: int, seconds: fl
     }
 
 
+def wrk_load(url: str, picture: bytes, concurrency: int, seconds: float) -> dict:
+    """The same load from wrk: `concurrency` connections, each one request at a time."""
+    request = httpx.Request("POST", url, files={"file": ("d.png", picture)})
+    body, content_type = request.read(), request.headers["Content-Type"]
+    escaped = "".join(f"\\{byte:03d}" for byte in body)  # Lua's decimal byte escapes
+    script = f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
+    script += f'wrk.body = "{escaped}"\n'
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as handle:
+        handle.write(script)
+        handle.flush()
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s"]
+        output = subprocess.run(
+            [*command, handle.name, url], capture_output=True, text=True, check=True
+        ).stdout
+    if "Non-2xx" in output:
+        raise SystemExit(f"the server refused requests:\n{output}")
+
+    def milliseconds(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", output, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    return {
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": milliseconds("50"),
+        "p99": milliseconds("99"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="run directory with model.onnx, or a .onnx file")
@@ -86,11 +121,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="most seconds per level")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--batch", type=int, default=16, help="pictures per batch request")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    parser.add_argument("--client", choices=("httpx", "wrk"), default="httpx")
     args = parser.parse_args()
+    if args.client == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--client wrk needs wrk on PATH (Debian: apt-get install wrk)")
 
     picture = _digit_png()
     port = _free_port()
-    server = start_server(args.model, port)
+    server = start_server(args.model, port, args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(load(f"{base}/predict", lambda: {"file": ("d.png", picture)}, 4, 200, 5))
@@ -102,9 +141,12 @@ def main() -> None:
         kinds.append((f"batch of {args.batch}", "/predict/batch", lambda: batch, args.batch))
         for name, route, files_for, images in kinds:
             for level in levels:
-                result = asyncio.run(
-                    load(base + route, files_for, level, args.requests, args.seconds)
-                )
+                if args.client == "wrk" and images == 1:
+                    result = wrk_load(base + route, picture, level, args.seconds)
+                else:
+                    result = asyncio.run(
+                        load(base + route, files_for, level, args.requests, args.seconds)
+                    )
                 print(
                     f"{name:>22} {level:>9} {result['requests']:>6} {result['per_s']:>7.0f} "
                     f"{result['per_s'] * images:>7.0f} {result['p50']:>7.1f} {result['p99']:>7.1f}"

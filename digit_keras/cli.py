@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes on the port, each using about one core (default 1)",
+    )
     serve.set_defaults(handler=run_serve)
 
     export = commands.add_parser(
@@ -561,11 +567,25 @@ def run_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from digit_keras.serving import BUNDLED_MODEL_DIR
-    from digit_keras.serving.app import create_app, load_served_model
+    from digit_keras.serving.app import MODEL_ENV, load_served_model
 
+    if args.workers < 1:
+        raise UserError(f"--workers must be 1 or more, not {args.workers}")
     model = load_served_model(Path(args.model) if args.model else BUNDLED_MODEL_DIR)
-    print(f"serving {model.path} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(create_app(model), host=args.host, port=args.port, log_level="warning")
+    os.environ[MODEL_ENV] = str(model.path.resolve())  # each worker process loads it
+    processes = f" in {args.workers} processes" if args.workers > 1 else ""
+    print(
+        f"serving {model.path} at http://{args.host}:{args.port}/{processes} (Ctrl-C stops)",
+        flush=True,
+    )
+    uvicorn.run(
+        "digit_keras.serving.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+    )
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -255,3 +255,34 @@ def test_serving_imports_neither_tensorflow_nor_keras(onnx_run):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """uvicorn's worker processes under `parent` (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads processes from /proc")
+def test_serve_workers_are_processes_that_answer_and_stop_with_the_server():
+    import httpx
+
+    from tests.conftest import serving
+
+    with serving("--workers", "2") as (server, url):
+        workers = _worker_pids(server.pid)
+        assert len(workers) == 2
+        for _ in range(4):
+            answer = httpx.post(
+                f"{url}/digit_recognizer/predict", files={"file": ("7.png", png(drawn_seven()))}
+            )
+            assert answer.status_code == 200 and answer.json()["class"] == 7
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_serve_needs_a_worker(capsys):
+    assert main(["serve", "--workers", "0"]) == 2
+    assert "--workers must be 1 or more, not 0" in capsys.readouterr().err

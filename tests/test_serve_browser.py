@@ -7,16 +7,12 @@ missing. Nothing is downloaded at run time: Selenium is pointed at the system ch
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from digit_keras.serving import BUNDLED_MODEL_DIR
+from tests.conftest import serving
 
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
@@ -26,38 +22,11 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url():
     """`digit-keras serve` with the bundled model, as a user starts it; stopped by the test."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digit_keras", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start: {process.stdout.read()}") from None
-                time.sleep(0.2)
+    with serving() as (_, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

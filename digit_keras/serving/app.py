@@ -8,12 +8,15 @@ less than FastAPI's hand-off of a plain function to its thread pool and back, so
 single-picture routes (and the model dependency) are `async` and run that work on the event
 loop: measured, this took one process from 270-285 to 398-537 answers a second at 4 in flight.
 The batch route, up to 64 pictures and tens of milliseconds, stays a plain function in the thread
-pool, so it does not hold up the single-picture requests behind it.
+pool, so it does not hold up the single-picture requests behind it. One process thus uses about
+one core; `serve --workers N` runs N processes on one port (uvicorn's workers), each building
+its app with `app_from_environment`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +38,7 @@ from digit_keras.serving.preprocess import (
 )
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+MODEL_ENV = "DIGIT_KERAS_SERVE_MODEL"  # the model a worker process of `serve` loads
 MAX_BATCH = 64
 INPUT_CONTRACT = (
     "one picture of one digit (PNG, JPEG, BMP, GIF, WebP), any size and colours, made "
@@ -217,3 +221,8 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `serve` worker process: the model named in $DIGIT_KERAS_SERVE_MODEL."""
+    return create_app(load_served_model(Path(os.environ[MODEL_ENV])))
