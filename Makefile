@@ -35,9 +35,9 @@ test-fast: $(BIN)/.installed
 test-tf: $(BIN)/.installed
 	$(BIN)/pytest --ignore=tests/test_jax_path.py  # test-jax runs it, without TensorFlow
 
-# The registry and the JAX path on the JAX backend, where TensorFlow is not installed.
+# The registry, augmentation and the JAX path on the JAX backend, where TensorFlow is not installed.
 test-jax: $(JAX_BIN)/.installed
-	KERAS_BACKEND=jax $(JAX_BIN)/pytest tests/test_models.py tests/test_jax_path.py
+	KERAS_BACKEND=jax $(JAX_BIN)/pytest tests/test_models.py tests/test_augment.py tests/test_jax_path.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

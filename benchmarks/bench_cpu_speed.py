@@ -36,7 +36,10 @@ def keras_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner
 
     tf = import_tensorflow()
     config = load_config(default_config_path("basic"))
-    config = apply_overrides(config, {"batch_size": batch, "precision": precision}, "benchmark")
+    # The network's own step, as PyTorch's below: no augmentation layer in front of it.
+    overrides = {"batch_size": batch, "precision": precision, "augment.rotation": 0.0}
+    overrides |= {"augment.zoom": 0.0, "augment.shift": 0.0}
+    config = apply_overrides(config, overrides, "benchmark")
     configure(config.seed, config.precision)
     model, _ = build_and_compile(config, steps_per_epoch=1000)
     rng = np.random.default_rng(0)

@@ -75,16 +75,35 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path)
 
 
 @pytest.mark.slow
-def test_seeded_deterministic_runs_repeat_exactly(data_dir, tmp_path):
-    """Op determinism is process-wide and permanent, so both runs go in a fresh process."""
-    argv = ["fit", "--data", str(data_dir), "--epochs", "2", *TINY_FLAGS, "--deterministic"]
-    code = (
-        "import sys; from digit_keras.cli import main\n"
-        f"for out in ('a', 'b'): assert main({argv!r} + ['--out', out]) == 0"
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
+    """Deterministic kernels, and shuffle, augmentation and dropout streams that continue where
+    they stopped: a run killed mid-epoch and resumed logs the losses and ends with the weights
+    of a run never stopped. Op determinism is process-wide, so each run has a fresh process."""
+    argv = ["--data", str(data_dir), "--epochs", "3", *TINY_FLAGS, "--deterministic"]
+    argv += ["--set", "model.dropout=0.25"]
+    killed_mid_epoch_2 = (
+        "import os, signal, keras\n"
+        "from digit_keras.training import callbacks\n"
+        "class Kill(keras.callbacks.Callback):\n"
+        "    def on_train_batch_end(self, batch, logs=None):\n"
+        "        if self.epoch == 2 and batch == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    def on_epoch_begin(self, epoch, logs=None): self.epoch = epoch\n"
+        "make_callbacks = callbacks.make_callbacks\n"
+        "callbacks.make_callbacks = lambda *args: [*make_callbacks(*args), Kill()]\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=tmp_path)
+    for setup, command in [
+        ("", ["fit", *argv, "--out", "a"]),
+        (killed_mid_epoch_2, ["fit", *argv, "--out", "b"]),
+        ("", ["fit", "--resume", "b", "--data", str(data_dir)]),
+    ]:
+        code = f"{setup}\nimport sys; from digit_keras.cli import main; sys.exit(main({command!r}))"
+        subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path)
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["resumed_after_epoch"] == 2
     history = [(tmp_path / run / "history.csv").read_text() for run in ("a", "b")]
-    assert history[0] == history[1] and len(history[0].splitlines()) == 3
+    assert history[0] == history[1] and len(history[0].splitlines()) == 4
+    models = [keras.saving.load_model(tmp_path / run / "model.keras") for run in ("a", "b")]
+    for a, b in zip(*(model.get_weights() for model in models), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The JAX path: on-device augmentation, array batches, and the CLI on KERAS_BACKEND=jax.
+"""The JAX path: array batches and the CLI on KERAS_BACKEND=jax.
 
 The CLI tests run in fresh processes with TensorFlow made unimportable, so they prove the JAX
 path needs no TensorFlow even where it is installed. `make test` runs this file (with the
@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digit_keras.config import AugmentConfig
 from digit_keras.runtime import import_keras
 from tests.conftest import (
     holdout_accuracy_of,
@@ -26,46 +25,10 @@ from tests.conftest import (
 pytest.importorskip("jax")
 keras = import_keras()
 
-from digit_keras.data.augment import RandomAffine, with_augmentation  # noqa: E402
+from digit_keras.data.augment import RandomAffine  # noqa: E402
 from digit_keras.data.batches import ArrayBatches  # noqa: E402
-from digit_keras.models import build_model  # noqa: E402
 
 TINY_FIT = ["--set", "model.width=4", "--batch-size", "32", "--seed", "1", "--epochs", "1"]
-
-
-def _images(n: int = 8) -> np.ndarray:
-    return synthetic_digits(n)[0][..., None].astype("float32")
-
-
-def test_augmentation_layer_changes_training_batches_only_and_is_seeded():
-    images = _images()
-    layer = RandomAffine(seed=3)
-    assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
-    first = keras.ops.convert_to_numpy(layer(images, training=True))
-    second = keras.ops.convert_to_numpy(layer(images, training=True))
-    assert first.shape == images.shape and not np.allclose(first, images, atol=1e-3)
-    assert not np.allclose(first, second, atol=1e-3)  # a new draw every batch
-    again = keras.ops.convert_to_numpy(RandomAffine(seed=3)(images, training=True))
-    np.testing.assert_allclose(again, first, atol=1e-6)  # same seed, same stream
-    off = RandomAffine(0, 0, 0, seed=3)(images, training=True)
-    assert np.array_equal(keras.ops.convert_to_numpy(off), images)
-
-
-def test_wrapper_shares_the_network_and_saves_nothing_of_the_augmentation(tmp_path):
-    network = build_model("basic", width=4)
-    wrapper = with_augmentation(network, AugmentConfig(), seed=0)
-    images = _images()
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(wrapper(images, training=False)),
-        keras.ops.convert_to_numpy(network(images, training=False)),
-        atol=1e-6,
-    )
-    assert {id(w) for w in network.weights} <= {id(w) for w in wrapper.weights}
-    network.save(tmp_path / "network.keras")
-    loaded = keras.saving.load_model(tmp_path / "network.keras")
-    assert not any(isinstance(layer, RandomAffine) for layer in loaded.layers)
-    config = wrapper.get_layer("augment").get_config()
-    assert RandomAffine.from_config(config).get_config() == config
 
 
 def test_array_batches_shuffle_per_epoch_drop_or_pad_the_last_batch():
@@ -130,7 +93,8 @@ def test_jax_model_is_augmentation_free_and_keeps_its_precision(jax_runs):
     model = keras.saving.load_model(jax_runs / "fit" / "model.keras")
     assert not any(isinstance(layer, RandomAffine) for layer in model.layers)
     assert model.get_layer("stage1_a_conv").compute_dtype == "bfloat16"
-    assert keras.ops.convert_to_numpy(model(_images(2))).dtype == np.float32
+    images = synthetic_digits(2)[0][..., None].astype("float32")
+    assert keras.ops.convert_to_numpy(model(images)).dtype == np.float32
 
 
 @pytest.mark.slow

@@ -2,25 +2,20 @@
 
 Rotation, zoom and shift are folded into a single projective transform per image, so each
 image is interpolated once (three chained layers would blur it three times). The matrices are
-built with `keras.ops`. Two ways draw the random parameters:
-  - TensorFlow backend: the tf.data pipeline, with stateless ops, so a seed fixes the stream;
-  - other backends (JAX): `RandomAffine`, a Keras layer in a training-only wrapper around the
-    network, drawing from a seeded `keras.random.SeedGenerator` on the device.
-The saved network never contains the augmentation either way.
+built with `keras.ops`, the random parameters drawn by `RandomAffine`, a Keras layer in a
+training-only wrapper around the network (`with_augmentation`), from a seeded
+`keras.random.SeedGenerator`: one implementation and one random stream on every backend. The
+saved network never contains it, so exported models take plain images.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import keras
 from keras import ops
 
 from digit_keras.config import AugmentConfig
-
-# (shape, limit, stream) -> uniform samples in [-limit, limit]; each stream is independent
-Uniform = Callable[[tuple, float, int], object]
 
 
 def affine_transforms(angles, scales, shifts, side: int):
@@ -38,33 +33,25 @@ def affine_transforms(angles, scales, shifts, side: int):
     return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
-def random_affine(images, uniform: Uniform, config: AugmentConfig):
-    """Rotate, zoom and shift a float batch (B, H, W, 1) by parameters drawn from `uniform`."""
+def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerator):
+    """Rotate, zoom and shift a float batch (B, H, W, 1) by parameters drawn from `seed`."""
     batch, side = ops.shape(images)[0], images.shape[1]
-    angles = uniform((batch,), math.radians(config.rotation), 0)
-    scales = 1.0 + uniform((batch,), config.zoom, 1)
-    shifts = uniform((batch, 2), config.shift * side, 2)
+
+    def uniform(shape, limit):
+        return keras.random.uniform(shape, -limit, limit, seed=seed)
+
+    angles = uniform((batch,), math.radians(config.rotation))
+    scales = 1.0 + uniform((batch,), config.zoom)
+    shifts = uniform((batch, 2), config.shift * side)
     transforms = affine_transforms(angles, scales, shifts, side)
     return ops.image.affine_transform(
         images, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0.0
     )
 
 
-def augment_batch(images, seed, config: AugmentConfig):
-    """The tf.data form: augment a batch using a stateless (2,) seed."""
-    import tensorflow as tf
-
-    seeds = tf.random.experimental.stateless_split(seed, num=3)
-
-    def uniform(shape, limit, stream):
-        return tf.random.stateless_uniform(shape, seeds[stream], -limit, limit)
-
-    return random_affine(images, uniform, config)
-
-
 @keras.saving.register_keras_serializable(package="digit_keras")
 class RandomAffine(keras.layers.Layer):
-    """The same augmentation as a layer: active when training, the identity otherwise."""
+    """The augmentation as a layer: active when training, the identity otherwise."""
 
     def __init__(
         self,
@@ -83,11 +70,7 @@ class RandomAffine(keras.layers.Layer):
     def call(self, images, training=None):
         if not training or not self.config.enabled:
             return images
-
-        def uniform(shape, limit, stream):
-            return keras.random.uniform(shape, -limit, limit, seed=self.seed_generator)
-
-        return random_affine(images, uniform, self.config)
+        return random_affine(images, self.config, self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape

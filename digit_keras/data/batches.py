@@ -1,9 +1,10 @@
 """In-memory batches as a `keras.utils.PyDataset`: the input pipeline on backends other than
 TensorFlow (JAX), where tf.data may not be installed.
 
-It mirrors the tf.data pipeline: reshuffled each epoch (seeded), last partial batch dropped when
-training, uint8 pixels as float32 0-255 (the models scale them). Augmentation is not here: it
-runs on the device, in the `RandomAffine` wrapper layer (see augment.py).
+It gives the batches of the tf.data pipeline: training rows in `epoch_order` (seeded by seed and
+epoch, the last partial batch dropped), uint8 pixels as float32 0-255 (the models scale them).
+Augmentation is not here: it runs on the device, in the `RandomAffine` wrapper layer
+(augment.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 
 import keras
 import numpy as np
+
+from digit_keras.data.pipeline import epoch_order
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -29,18 +32,19 @@ class ArrayBatches(keras.utils.PyDataset):
         batch_size: int,
         training: bool = False,
         seed: int = 0,
+        first_epoch: int = 0,
         pad_to: int = 1,
     ):
         super().__init__()
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.training, self.seed, self.pad_to = training, seed, pad_to
-        self.epoch = 0
+        self.epoch = first_epoch
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
         if not self.training:
             return np.arange(len(self.images))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+        return epoch_order(len(self.images), self.batch_size, self.seed, self.epoch)
 
     def __len__(self) -> int:
         if self.training:

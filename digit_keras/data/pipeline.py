@@ -1,9 +1,12 @@
 """The input pipeline every model trains and predicts through, chosen by the Keras backend.
 
-TensorFlow: tf.data, cache -> shuffle -> batch -> float32 -> (training only) per-batch
-augmentation -> prefetch. Pixels stay 0-255: the models scale them (`blocks.image_input`).
-Augmentation lives here, never in the saved model, so exported models take plain images. Other
-backends (JAX): `ArrayBatches`, with augmentation on the device instead.
+TensorFlow: tf.data, batches of rows gathered in `epoch_order` -> float32 -> prefetch. Other
+backends (JAX): `ArrayBatches`, the same batches from NumPy. Pixels stay 0-255: the models scale
+them (`blocks.image_input`). Augmentation is not here: it runs in the training step, in the
+`RandomAffine` layer of the trainer (augment.py), on every backend.
+
+The training order is a function of (seed, epoch) alone, the same on both backends, so a run
+resumed after epoch k sees the batches an uninterrupted run would have seen from epoch k on.
 
 tf.data's autotuner is off and the parallelism fixed: on this project's 2-core reference machine
 the autotuner held training at ~1,000 images/s in about half of all runs, whatever the precision
@@ -14,18 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from digit_keras.config import AugmentConfig
-from digit_keras.data.augment import augment_batch
-
-MAP_PARALLELISM = 2  # batches augmented at once: enough to keep ahead of a training step
+MAP_PARALLELISM = 2  # batches gathered at once: enough to keep ahead of a training step
 PREFETCH_BATCHES = 2
 
 
-def as_float(images):
-    """uint8 pixels to float32, still 0-255, for augmentation's interpolation and the model."""
-    import tensorflow as tf
-
-    return tf.cast(images, tf.float32)
+def epoch_order(rows: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The rows one training epoch visits, in order: a permutation seeded by (seed, epoch), cut
+    to whole batches (every step has the same global batch across replicas)."""
+    order = np.random.default_rng([seed, epoch]).permutation(rows)
+    return order[: rows // batch_size * batch_size]
 
 
 def make_dataset(
@@ -33,42 +33,35 @@ def make_dataset(
     labels: np.ndarray | None,
     batch_size: int,
     training: bool = False,
-    augment: AugmentConfig | None = None,
     seed: int = 0,
+    epochs: range = range(1),
     replicas: int = 1,
 ):
     """Build a batched dataset of (images, labels); `labels=None` (prediction) gives zeros.
 
-    Training datasets are reshuffled every epoch, drop the last partial batch (so every step has
-    the same global batch across replicas) and, on TensorFlow, are augmented when `augment` is
-    enabled. The shuffle and augmentation streams derive from `seed`, so runs with the same seed
-    see the same images. `replicas` only matters off TensorFlow: see `ArrayBatches.pad_to`.
+    A training dataset holds `epochs` (a range of epoch numbers: a resumed run starts at its
+    first unfinished epoch) one after the other, each in its `epoch_order`; train on it with
+    `steps_per_epoch` set. Other datasets hold every image once, in order. `replicas` only
+    matters off TensorFlow: see `ArrayBatches.pad_to`.
     """
     from digit_keras.runtime import backend
 
     if backend() != "tensorflow":
         from digit_keras.data.batches import ArrayBatches
 
-        return ArrayBatches(images, labels, batch_size, training, seed, replicas)
+        return ArrayBatches(images, labels, batch_size, training, seed, epochs.start, replicas)
     import tensorflow as tf
 
     if labels is None:
         labels = np.zeros(len(images), dtype=np.int32)  # ignored by predict; keeps one batch shape
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
     if training:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=training)
-    if training and augment is not None and augment.enabled:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, pair_seed: (
-                augment_batch(as_float(batch[0]), pair_seed, augment),
-                batch[1],
-            ),
-            num_parallel_calls=MAP_PARALLELISM,
-        )
+        order = [epoch_order(len(images), batch_size, seed, epoch) for epoch in epochs]
+        pixels, classes = tf.constant(images), tf.constant(labels)
+        ds = tf.data.Dataset.from_tensor_slices(np.concatenate(order)).batch(batch_size)
+        ds = ds.map(lambda rows: (tf.gather(pixels, rows), tf.gather(classes, rows)))
     else:
-        ds = ds.map(lambda x, y: (as_float(x), y), num_parallel_calls=MAP_PARALLELISM)
+        ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=MAP_PARALLELISM)
     return ds.prefetch(PREFETCH_BATCHES).with_options(dataset_options())
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from digit_keras.atomic import atomic_path
 from digit_keras.training import runs
@@ -88,6 +89,39 @@ class BestCheckpoint(keras.callbacks.Callback):
                 self.network.save(tmp)
 
 
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, plus the states of the model's random streams.
+
+    Augmentation and dropout draw from `keras.random.SeedGenerator`s, whose states are variables
+    that Keras's backup leaves out (it saves weights, optimizer and epoch). This saves them too,
+    one file per backed-up epoch, written before Keras's record of that epoch, so a run resumed
+    after epoch k draws what an uninterrupted run drew from epoch k on.
+    """
+
+    def _random_state(self) -> list:
+        weights = {id(weight) for weight in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]  # the seed states
+
+    def _random_state_file(self, epochs_done: int) -> Path:
+        return Path(self.backup_dir) / f"random_state-{epochs_done}.npz"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        saved = self._random_state_file(runs.backup_epoch(Path(self.backup_dir).parent))
+        if saved.is_file():
+            with np.load(saved) as arrays:
+                for index, variable in enumerate(self._random_state()):
+                    variable.assign(arrays[str(index)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        with atomic_path(self._random_state_file(epoch + 1)) as tmp:
+            states = [keras.ops.convert_to_numpy(v.value) for v in self._random_state()]
+            np.savez(tmp, **{str(index): state for index, state in enumerate(states)})
+        super().on_epoch_end(epoch, logs)
+        # Keras keeps the previous epoch's backup too, as a fallback: keep its state with it.
+        self._random_state_file(epoch - 1).unlink(missing_ok=True)
+
+
 class EpochSummaries(keras.callbacks.Callback):
     """Per-epoch scalars in TensorBoard's layout (train/ and validation/, tags epoch_<metric>),
     written without TensorFlow."""
@@ -142,7 +176,7 @@ def make_callbacks(
     # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resuming),
-        keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP_DIR), delete_checkpoint=False),
+        Backup(str(run_dir / runs.BACKUP_DIR), delete_checkpoint=False),
         tensorboard_callback(run_dir / runs.TENSORBOARD_DIR),
     ]
     return callbacks

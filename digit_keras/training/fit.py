@@ -34,21 +34,20 @@ class FitResult:
 def build_and_compile(config: TrainConfig, steps_per_epoch: int):
     """Return (trainer, network): the compiled model that `fit` runs, and the network to save.
 
-    Call inside the strategy's scope. On TensorFlow both are the network (tf.data augments); on
-    other backends the trainer wraps the network in on-device augmentation. Outputs are logits,
-    so the loss applies the softmax. Loss and accuracy both honour sample weights, so the
+    Call inside the strategy's scope. With augmentation on, the trainer wraps the network in it
+    (augment.py); otherwise both are the network. Outputs are logits, so the loss applies the
+    softmax. Loss and accuracy both honour sample weights, so the
     zero-weight rows that pad uneven evaluation batches on JAX (`ArrayBatches`) count for nothing.
     """
     import keras
 
     from digit_keras.data.augment import with_augmentation
     from digit_keras.models import build_model
-    from digit_keras.runtime import backend
     from digit_keras.training.optim import make_optimizer
 
     network = build_model(config.arch, **config.model)
     trainer = network
-    if backend() != "tensorflow" and config.augment.enabled:
+    if config.augment.enabled:
         trainer = with_augmentation(network, config.augment, config.seed)
     trainer.compile(
         optimizer=make_optimizer(config.optimizer, steps_per_epoch, config.epochs),
@@ -134,14 +133,20 @@ def count_steps(train_images: int, global_batch: int) -> int:
 
 
 def make_split_datasets(
-    config: TrainConfig, data: TrainingData, global_batch: int, replicas: int = 1
+    config: TrainConfig,
+    data: TrainingData,
+    global_batch: int,
+    replicas: int = 1,
+    epochs: range | None = None,
 ):
-    """The augmented, shuffled training dataset and the holdout's (None if it has no rows)."""
+    """The shuffled training dataset of `epochs` (default: all the config's), to train on with
+    `steps_per_epoch`, and the holdout's (None if it has no rows)."""
     from digit_keras.data.pipeline import make_dataset
 
     train, holdout = data.train_idx, data.holdout_idx
+    epochs = range(config.epochs) if epochs is None else epochs
     train_ds = make_dataset(
-        data.images[train], data.labels[train], global_batch, True, config.augment, config.seed
+        data.images[train], data.labels[train], global_batch, True, config.seed, epochs
     )
     if not len(holdout):
         return train_ds, None
@@ -204,7 +209,6 @@ def train_split(
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     steps_per_epoch = count_steps(len(train_idx), global_batch)
-    train_ds, holdout_ds = make_split_datasets(config, data, global_batch, replicas)
 
     chief_dir = run_dir
     if not is_chief(strategy_name):
@@ -224,6 +228,8 @@ def train_split(
 
     if start_epoch:
         print(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}", file=sys.stderr)
+    remaining = range(start_epoch, config.epochs)
+    train_ds, holdout_ds = make_split_datasets(config, data, global_batch, replicas, remaining)
     meter = ThroughputMeter(steps_per_epoch * global_batch)
     with strategy.scope():  # JAX's DataParallel applies to what runs inside its scope
         trainer, model = build_and_compile(config, steps_per_epoch)
@@ -232,6 +238,7 @@ def train_split(
             train_ds,
             validation_data=holdout_ds,
             epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,  # train_ds holds every remaining epoch
             callbacks=[*callbacks, *extra_callbacks],
             shuffle=False,
             verbose=progress_verbosity(verbose),

@@ -99,14 +99,18 @@ class DigitHyperModel(keras_tuner.HyperModel):
         """Train on the tuning split; report the objective with the epochs and seconds it took."""
         config = self.trial_config(hp)
         batch = config.batch_size * self.replicas
-        train_ds, holdout_ds = make_split_datasets(config, self.data, batch, self.replicas)
+        epochs = epochs or config.epochs
+        train_ds, holdout_ds = make_split_datasets(
+            config, self.data, batch, self.replicas, range(initial_epoch, epochs)
+        )
         started = time.perf_counter()
         with self.strategy.scope():  # keras-tuner fits outside any scope; JAX's needs one
             history = model.fit(
                 train_ds,
                 validation_data=holdout_ds,
-                epochs=epochs or config.epochs,
+                epochs=epochs,
                 initial_epoch=initial_epoch,
+                steps_per_epoch=count_steps(len(self.data.train_idx), batch),
                 callbacks=list(callbacks),
                 shuffle=False,
                 verbose=progress_verbosity(kwargs.get("verbose", "auto")),

@@ -1,0 +1,90 @@
+"""Augmentation, on whichever Keras backend runs the tests: the affine transforms, the
+`RandomAffine` layer and the training-only wrapper `fit` trains on every backend."""
+
+import numpy as np
+
+from digit_keras.config import AugmentConfig
+from digit_keras.runtime import import_keras
+from tests.conftest import synthetic_digits
+
+keras = import_keras()
+
+from digit_keras.data.augment import RandomAffine, affine_transforms, with_augmentation  # noqa: E402
+from digit_keras.models import build_model  # noqa: E402
+
+
+def _transform(angle: float = 0.0, scale: float = 1.0, shift=(0.0, 0.0)):
+    return affine_transforms(
+        np.array([angle], "float32"), np.array([scale], "float32"), np.array([shift], "float32"), 28
+    )
+
+
+def _warp(image: np.ndarray, transforms) -> np.ndarray:
+    """Apply transforms the way augmentation does, with nearest-pixel sampling for exact checks."""
+    warped = keras.ops.image.affine_transform(
+        image, transforms, interpolation="nearest", fill_mode="constant", fill_value=0.0
+    )
+    return keras.ops.convert_to_numpy(warped)
+
+
+def test_identity_and_pure_shift_transforms():
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 10:14, 8:12] = 1.0
+    identity = keras.ops.convert_to_numpy(_transform())
+    np.testing.assert_allclose(identity, [[1, 0, 0, 0, 1, 0, 0, 0]], atol=1e-6)
+    moved = _warp(image, _transform(shift=(3.0, -2.0)))
+    np.testing.assert_array_equal(moved[0, 8:12, 11:15], 1.0)  # up 2 rows, right 3 columns
+    assert moved.sum() == image.sum()
+
+
+def test_rotation_turns_about_the_centre():
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 4:8, 12:16] = 1.0  # a block above the centre
+    rows, cols = np.nonzero(_warp(image, _transform(angle=np.pi / 2))[0, :, :, 0])
+    assert abs(rows.mean() - 13.5) < 1 and abs(cols.mean() - 13.5) > 6  # now beside the centre
+
+
+def test_transforms_never_mirror():
+    """A flip has a negative determinant; rotations and zooms never do, at any strength."""
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-np.pi, np.pi, 500).astype("float32")
+    scales = rng.uniform(0.5, 1.5, 500).astype("float32")
+    shifts = rng.uniform(-5, 5, (500, 2)).astype("float32")
+    matrices = keras.ops.convert_to_numpy(affine_transforms(angles, scales, shifts, 28))
+    a0, a1, _, b0, b1, *_ = matrices.T
+    assert np.all(a0 * b1 - a1 * b0 > 0)
+
+
+def _images(n: int = 8) -> np.ndarray:
+    return synthetic_digits(n)[0][..., None].astype("float32")
+
+
+def test_augmentation_layer_changes_training_batches_only_and_is_seeded():
+    images = _images()
+    layer = RandomAffine(seed=3)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
+    first = keras.ops.convert_to_numpy(layer(images, training=True))
+    second = keras.ops.convert_to_numpy(layer(images, training=True))
+    assert first.shape == images.shape and not np.allclose(first, images, atol=1e-3)
+    assert not np.allclose(first, second, atol=1e-3)  # a new draw every batch
+    again = keras.ops.convert_to_numpy(RandomAffine(seed=3)(images, training=True))
+    np.testing.assert_allclose(again, first, atol=1e-6)  # same seed, same stream
+    off = RandomAffine(0, 0, 0, seed=3)(images, training=True)
+    assert np.array_equal(keras.ops.convert_to_numpy(off), images)
+
+
+def test_wrapper_shares_the_network_and_saves_nothing_of_the_augmentation(tmp_path):
+    network = build_model("basic", width=4)
+    wrapper = with_augmentation(network, AugmentConfig(), seed=0)
+    images = _images()
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(wrapper(images, training=False)),
+        keras.ops.convert_to_numpy(network(images, training=False)),
+        atol=1e-6,
+    )
+    assert {id(w) for w in network.weights} <= {id(w) for w in wrapper.weights}
+    network.save(tmp_path / "network.keras")
+    loaded = keras.saving.load_model(tmp_path / "network.keras")
+    assert not any(isinstance(layer, RandomAffine) for layer in loaded.layers)
+    config = wrapper.get_layer("augment").get_config()
+    assert RandomAffine.from_config(config).get_config() == config
