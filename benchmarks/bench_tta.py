@@ -20,16 +20,14 @@ import numpy as np
 from digit_keras.data import load_test, load_train
 from digit_keras.ensemble.base_runs import BaseRun, save_member
 from digit_keras.inference import load_model, predict_logits
-from digit_keras.scoring import accuracy, log_loss, softmax
+from digit_keras.scoring import logit_scores
 from digit_keras.training import cv, runs
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> str:
     wrong = int(np.sum(logits.argmax(axis=1) != labels))
-    return (
-        f"{accuracy(logits, labels):.4%} ({wrong} wrong), "
-        f"log-loss {log_loss(softmax(logits), labels):.4f}"
-    )
+    scores = logit_scores(logits, labels)
+    return f"{scores['accuracy']:.4%} ({wrong} wrong), log-loss {scores['log_loss']:.4f}"
 
 
 def main() -> None:

@@ -35,3 +35,8 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import log_loss as sklearn_log_loss
 
     return float(sklearn_log_loss(labels, np.asarray(probabilities, np.float64), labels=CLASSES))
+
+
+def logit_scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and log-loss of a model's logits: how `fit`, `cv` and `tune` score a model."""
+    return {"accuracy": accuracy(logits, labels), "log_loss": log_loss(softmax(logits), labels)}

@@ -55,9 +55,11 @@ def make_dataset(
     if labels is None:
         labels = np.zeros(len(images), dtype=np.int32)  # ignored by predict; keeps one batch shape
     if training:
-        order = [epoch_order(len(images), batch_size, seed, epoch) for epoch in epochs]
+        orders = [epoch_order(len(images), batch_size, seed, epoch) for epoch in epochs]
+        # No epoch left (a run resumed after its last one): an empty dataset.
+        rows = np.concatenate(orders) if orders else np.zeros(0, np.int64)
         pixels, classes = tf.constant(images), tf.constant(labels)
-        ds = tf.data.Dataset.from_tensor_slices(np.concatenate(order)).batch(batch_size)
+        ds = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
         ds = ds.map(lambda rows: (tf.gather(pixels, rows), tf.gather(classes, rows)))
     else:
         ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)

@@ -32,7 +32,7 @@ from digit_keras.config import TrainConfig, load_config, to_toml
 from digit_keras.data import load_test, load_train
 from digit_keras.data.split import stratified_folds
 from digit_keras.errors import UserError
-from digit_keras.scoring import accuracy, log_loss, softmax
+from digit_keras.scoring import logit_scores
 from digit_keras.training import runs
 
 CV_FILE = "cv.json"
@@ -155,7 +155,7 @@ def cross_validate(
             save_npy_atomic(directory / TEST_LOGITS_FILE, logits[len(held_out) :])
         oof_logits[held_out] = np.load(directory / OOF_LOGITS_FILE)
         test_logits[fold] = np.load(directory / TEST_LOGITS_FILE)
-        scores = _scores(oof_logits[held_out], labels[held_out])
+        scores = logit_scores(oof_logits[held_out], labels[held_out])
         fold_metrics.append({"fold": fold, "rows": len(held_out), **scores})
         print(
             f"fold {fold + 1}/{folds}: out-of-fold accuracy {scores['accuracy']:.4%}, "
@@ -175,22 +175,19 @@ def cross_validate(
     save_npy_atomic(run_dir / TEST_LOGITS_FILE, member.test_logits)
     save_member(member, run_dir / MEMBER_FILE)
     predicted = np.flatnonzero(~np.isnan(oof_logits[:, 0]))
+    oof_scores = logit_scores(oof_logits[predicted], labels[predicted])
     metrics = {
         "arch": config.arch,
         "mode": mode,
         "tta": tta,
         "oof_rows": len(predicted),
-        **{f"oof_{k}": v for k, v in _scores(oof_logits[predicted], labels[predicted]).items()},
+        **{f"oof_{key}": value for key, value in oof_scores.items()},
         "folds": fold_metrics,
         "wall_time_s": round(time.perf_counter() - started, 1),
         **runs.provenance(),
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return metrics
-
-
-def _scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {"accuracy": accuracy(logits, labels), "log_loss": log_loss(softmax(logits), labels)}
 
 
 def _check_same_run(run_dir: Path, config: TrainConfig, settings: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from digit_keras.data import load_train
 from digit_keras.data.split import stratified_holdout
 from digit_keras.errors import UserError
 from digit_keras.inference import predict_logits
-from digit_keras.scoring import accuracy, log_loss, softmax
+from digit_keras.scoring import logit_scores
 from digit_keras.training import runs
 
 
@@ -271,8 +271,9 @@ def train_split(
         **runs.provenance(),
     }
     if len(holdout_idx):
-        metrics["holdout_accuracy"] = accuracy(holdout_logits, data.labels[holdout_idx])
-        metrics["holdout_loss"] = log_loss(softmax(holdout_logits), data.labels[holdout_idx])
+        scores = logit_scores(holdout_logits, data.labels[holdout_idx])
+        metrics["holdout_accuracy"] = scores["accuracy"]
+        metrics["holdout_loss"] = scores["log_loss"]
         val_history = history.history.get("val_accuracy", [])
         if val_history:
             metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)

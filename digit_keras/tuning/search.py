@@ -29,7 +29,7 @@ import keras_tuner  # noqa: E402
 from digit_keras.atomic import write_text_atomic  # noqa: E402
 from digit_keras.config import TrainConfig, apply_overrides, to_toml  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
-from digit_keras.scoring import accuracy, log_loss, softmax  # noqa: E402
+from digit_keras.scoring import logit_scores  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
 from digit_keras.training.callbacks import progress_verbosity  # noqa: E402
 from digit_keras.training.fit import (  # noqa: E402
@@ -117,10 +117,10 @@ class DigitHyperModel(keras_tuner.HyperModel):
             )
         self.trial_runs += 1
         _, logits = finish_model(self.network, config, self.data, batch)
-        labels = self.data.labels[self.data.holdout_idx]
+        scores = logit_scores(logits, self.data.labels[self.data.holdout_idx])
         return {
-            OBJECTIVE: accuracy(logits, labels),
-            "val_loss": log_loss(softmax(logits), labels),
+            OBJECTIVE: scores["accuracy"],
+            "val_loss": scores["log_loss"],
             "epochs": len(history.history[OBJECTIVE]),
             "seconds": round(time.perf_counter() - started, 1),
         }
