@@ -564,28 +564,10 @@ def run_predict_pictures(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from digit_keras.serving import BUNDLED_MODEL_DIR
-    from digit_keras.serving.app import MODEL_ENV, load_served_model
+    from digit_keras.serving.server import serve
 
-    if args.workers < 1:
-        raise UserError(f"--workers must be 1 or more, not {args.workers}")
-    model = load_served_model(Path(args.model) if args.model else BUNDLED_MODEL_DIR)
-    os.environ[MODEL_ENV] = str(model.path.resolve())  # each worker process loads it
-    processes = f" in {args.workers} processes" if args.workers > 1 else ""
-    print(
-        f"serving {model.path} at http://{args.host}:{args.port}/{processes} (Ctrl-C stops)",
-        flush=True,
-    )
-    uvicorn.run(
-        "digit_keras.serving.app:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="warning",
-    )
+    serve(Path(args.model) if args.model else BUNDLED_MODEL_DIR, args.host, args.port, args.workers)
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -283,6 +284,12 @@ def test_serve_workers_are_processes_that_answer_and_stop_with_the_server():
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
-def test_serve_needs_a_worker(capsys):
+def test_serve_needs_a_worker_and_a_free_port(capsys):
     assert main(["serve", "--workers", "0"]) == 2
     assert "--workers must be 1 or more, not 0" in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--port", port]) == 2
+    captured = capsys.readouterr()
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in captured.err
+    assert "serving" not in captured.out

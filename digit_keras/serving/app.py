@@ -9,8 +9,7 @@ single-picture routes (and the model dependency) are `async` and run that work o
 loop: measured, this took one process from 270-285 to 398-537 answers a second at 4 in flight.
 The batch route, up to 64 pictures and tens of milliseconds, stays a plain function in the thread
 pool, so it does not hold up the single-picture requests behind it. One process thus uses about
-one core; `serve --workers N` runs N processes on one port (uvicorn's workers), each building
-its app with `app_from_environment`.
+one core; server.py runs several on one port.
 """
 
 from __future__ import annotations
