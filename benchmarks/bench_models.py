@@ -5,6 +5,7 @@ in-memory batch, after a warm-up step) and inference images/s (the batch-norm-fo
 `predict` uses). Each timing loop runs for about --seconds seconds.
 
     python benchmarks/bench_models.py [--seconds S] [--models basic mobilenet ...]
+        [--set KEY=VALUE ...]    # builder options for every model, e.g. --set stem=imagenet
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     tf = import_tensorflow()
     import keras
 
+    from digit_keras.config import parse_assignment
     from digit_keras.inference import fold_batch_norm
     from digit_keras.models import build_model, list_models
     from digit_keras.models.stats import describe
@@ -38,13 +40,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--models", nargs="*", default=list_models())
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    options = dict(parse_assignment(text) for text in args.set)
     configure(0)
 
     header = f"{'model':10s} {'params':>11s} {'MFLOPs':>8s} {'train img/s':>12s}"
     print(f"{header} {'infer img/s':>12s} {'epoch (est.)':>13s} {'train GFLOP/s':>14s}")
     for name in args.models:
-        model = build_model(name)
+        model = build_model(name, **options)
         stats = describe(model)
         model.compile(
             optimizer=keras.optimizers.Adam(1e-4),
