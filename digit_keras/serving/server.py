@@ -27,10 +27,11 @@ def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000, workers: 
         raise UserError(f"--workers must be 1 or more, not {workers}")
     model = load_served_model(model_path)  # a bad model is an error here, not in every worker
     os.environ[MODEL_ENV] = str(model.path.resolve())
+    sockets = [listening_socket(host, port)]
+    # uvicorn sets up its logging when its Config is made: only once the server will run.
     config = uvicorn.Config(
         APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="warning"
     )
-    sockets = [listening_socket(host, port)]
     processes = f" in {workers} processes" if workers > 1 else ""
     print(f"serving {model.path} at http://{host}:{port}/{processes} (Ctrl-C stops)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
