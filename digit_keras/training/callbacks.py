@@ -94,8 +94,9 @@ class Backup(keras.callbacks.BackupAndRestore):
 
     Augmentation and dropout draw from `keras.random.SeedGenerator`s, whose states are variables
     that Keras's backup leaves out (it saves weights, optimizer and epoch). This saves them too,
-    one file per backed-up epoch, written before Keras's record of that epoch, so a run resumed
-    after epoch k draws what an uninterrupted run drew from epoch k on.
+    in a file named by the epoch it belongs to, written before Keras's record of that epoch (so
+    the record never points at a missing state), so a run resumed after epoch k draws what an
+    uninterrupted run drew from epoch k on.
     """
 
     def _random_state(self) -> list:
@@ -118,8 +119,7 @@ class Backup(keras.callbacks.BackupAndRestore):
             states = [keras.ops.convert_to_numpy(v.value) for v in self._random_state()]
             np.savez(tmp, **{str(index): state for index, state in enumerate(states)})
         super().on_epoch_end(epoch, logs)
-        # Keras keeps the previous epoch's backup too, as a fallback: keep its state with it.
-        self._random_state_file(epoch - 1).unlink(missing_ok=True)
+        self._random_state_file(epoch).unlink(missing_ok=True)  # the replaced backup's
 
 
 class EpochSummaries(keras.callbacks.Callback):

@@ -136,15 +136,14 @@ def make_split_datasets(
     config: TrainConfig,
     data: TrainingData,
     global_batch: int,
+    epochs: range,
     replicas: int = 1,
-    epochs: range | None = None,
 ):
-    """The shuffled training dataset of `epochs` (default: all the config's), to train on with
-    `steps_per_epoch`, and the holdout's (None if it has no rows)."""
+    """The shuffled training dataset of `epochs` (a resumed run's remaining ones), to train on
+    with `steps_per_epoch`, and the holdout's (None if it has no rows)."""
     from digit_keras.data.pipeline import make_dataset
 
     train, holdout = data.train_idx, data.holdout_idx
-    epochs = range(config.epochs) if epochs is None else epochs
     train_ds = make_dataset(
         data.images[train], data.labels[train], global_batch, True, config.seed, epochs
     )
@@ -229,7 +228,7 @@ def train_split(
     if start_epoch:
         print(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}", file=sys.stderr)
     remaining = range(start_epoch, config.epochs)
-    train_ds, holdout_ds = make_split_datasets(config, data, global_batch, replicas, remaining)
+    train_ds, holdout_ds = make_split_datasets(config, data, global_batch, remaining, replicas)
     meter = ThroughputMeter(steps_per_epoch * global_batch)
     with strategy.scope():  # JAX's DataParallel applies to what runs inside its scope
         trainer, model = build_and_compile(config, steps_per_epoch)

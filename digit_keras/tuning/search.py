@@ -101,7 +101,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
         batch = config.batch_size * self.replicas
         epochs = epochs or config.epochs
         train_ds, holdout_ds = make_split_datasets(
-            config, self.data, batch, self.replicas, range(initial_epoch, epochs)
+            config, self.data, batch, range(initial_epoch, epochs), self.replicas
         )
         started = time.perf_counter()
         with self.strategy.scope():  # keras-tuner fits outside any scope; JAX's needs one
