@@ -8,6 +8,9 @@ torch==2.13.0`, the CPU build); without it only the Keras variants run.
     python benchmarks/bench_cpu_speed.py [--batch 256] [--steps 30] [--rounds 5]
         [--variants keras-fp32,keras-bf16,torch-fp32,torch-bf16] [--tf-autotune]
 
+`kerasbn-fp32` and `kerasbn-bf16` are the Keras variants with Keras's own BatchNormalization
+instead of the project's fused layer (digit_keras/models/batch_norm.py).
+
 The PyTorch net mirrors `digit_keras/models/basic.py` layer for layer (same trainable parameter
 count, printed); PyTorch pads the stride-2 5x5 convs symmetrically where Keras pads 1 then 2.
 """
@@ -15,23 +18,30 @@ count, printed); PyTorch pads the stride-2 5x5 convs symmetrically where Keras p
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import statistics
 import time
 from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 
 StepRunner = Callable[[int], float]  # steps -> seconds
 
 
-def keras_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner, int]:
+def keras_runner(
+    batch: int, precision: str, autotune: bool, keras_batch_norm: bool = False
+) -> tuple[StepRunner, int]:
     """Time `fit` on a repeated in-memory batch, exactly as `digit-keras fit` compiles the model.
 
     The dataset gets the project's tf.data options; `autotune` turns tf.data's autotuner back on.
+    `keras_batch_norm` builds the net with Keras's own BatchNormalization in place of the
+    project's fused one, to show what the fused kernel gains.
     """
     from digit_keras.config import apply_overrides, default_config_path, load_config
     from digit_keras.data.pipeline import dataset_options
-    from digit_keras.runtime import configure, import_tensorflow
+    from digit_keras.runtime import configure, import_keras, import_tensorflow
     from digit_keras.training.fit import build_and_compile
 
     tf = import_tensorflow()
@@ -41,7 +51,10 @@ def keras_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner
     overrides |= {"augment.zoom": 0.0, "augment.shift": 0.0}
     config = apply_overrides(config, overrides, "benchmark")
     configure(config.seed, config.precision)
-    model, _ = build_and_compile(config, steps_per_epoch=1000)
+    keras_layer = import_keras().layers.BatchNormalization
+    in_blocks = "digit_keras.models.blocks.FusedBatchNormalization"
+    with mock.patch(in_blocks, keras_layer) if keras_batch_norm else contextlib.nullcontext():
+        model, _ = build_and_compile(config, steps_per_epoch=1000)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.random((batch, 28, 28, 1), dtype=np.float32))
     labels = tf.constant(rng.integers(0, 10, batch), dtype=tf.int32)
@@ -104,7 +117,11 @@ def torch_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner
     return run, sum(p.numel() for p in model.parameters())
 
 
-FRAMEWORKS = {"keras": keras_runner, "torch": torch_runner}
+FRAMEWORKS = {
+    "keras": keras_runner,
+    "kerasbn": functools.partial(keras_runner, keras_batch_norm=True),
+    "torch": torch_runner,
+}
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 

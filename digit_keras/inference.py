@@ -27,6 +27,8 @@ def load_model(path: Path):
     code of its own when loaded (a serialised lambda) is refused.
     """
     keras = import_keras()
+    import digit_keras.models  # noqa: F401  (registers the project's own layers for loading)
+
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises many types for a damaged archive

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from digit_keras.cli import main
 from digit_keras.inference import load_model
+from digit_keras.models.batch_norm import FusedBatchNormalization
 from digit_keras.runtime import import_tensorflow
 from digit_keras.training.batch_norm import recalibrate_batch_norm
 from tests.conftest import synthetic_digits
@@ -74,3 +76,32 @@ def test_a_short_run_saves_a_model_as_good_in_inference_mode_as_in_training(data
     assert inference >= trained - 0.1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["bn_recalibration_images"] == 290
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
+def test_the_fused_layer_trains_exactly_as_keras_batch_norm(dtype, tolerance):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(2.0, 3.0, (8, 5, 5, 4)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(8, 5, 5, 4)).astype("float32"))
+    ours = FusedBatchNormalization(momentum=0.9, dtype=dtype)
+    theirs = keras.layers.BatchNormalization(momentum=0.9, dtype=dtype)
+    for layer in (ours, theirs):
+        layer.build(images.shape)
+        layer.set_weights([rng.uniform(0.5, 2, 4), rng.normal(size=4), np.zeros(4), np.ones(4)])
+    ours.set_weights(theirs.get_weights())
+
+    def train_step(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = tf.cast(layer(images, training=True), "float32")
+            loss = tf.reduce_sum(outputs * upstream)
+        return [outputs, *tape.gradient(loss, [images, layer.gamma, layer.beta])]
+
+    for got, expected in zip(train_step(ours), train_step(theirs), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+    for got, expected in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5)  # the moving statistics moved alike
+    assert not np.allclose(ours.moving_mean, 0.0)
+    np.testing.assert_allclose(ours(images), theirs(images), rtol=tolerance, atol=tolerance)

@@ -5,6 +5,8 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
+from digit_keras.models.batch_norm import FusedBatchNormalization
+
 # PyTorch's default (its 0.1). Keras's 0.99 averages over ~100 steps, so at a high learning rate
 # the moving statistics trail the weights and early-epoch holdout scores collapse (11% after
 # epoch 1 of `basic`); 0.9 follows within ~10 steps. Training itself never reads them, and the
@@ -28,7 +30,7 @@ def conv_bn_relu(
 
 
 def batch_norm(x, name=None):
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)(x)
+    return FusedBatchNormalization(momentum=BN_MOMENTUM, name=name)(x)
 
 
 def bn_relu(x, name=None):
