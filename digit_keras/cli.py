@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from digit_keras import __version__
-from digit_keras.config import CHOICES
+from digit_keras.config import choices
 from digit_keras.ensemble import META_LEARNER_NAMES, METHODS
 from digit_keras.errors import UserError
 from digit_keras.tuning import TUNERS
@@ -37,7 +37,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     _add_data_dir_option(parser)
     parser.add_argument(
         "--dataset",
-        choices=CHOICES["data.dataset"],
+        choices=choices("data.dataset"),
         help="kaggle CSVs (default) or keras.datasets.mnist, for users without a Kaggle account",
     )
 
@@ -60,10 +60,10 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
         help="the holdout split and cv folds (default 0), apart from --seed",
     )
     parser.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
-    parser.add_argument("--strategy", choices=CHOICES["strategy"])
+    parser.add_argument("--strategy", choices=choices("strategy"))
     parser.add_argument(
         "--precision",
-        choices=CHOICES["precision"],
+        choices=choices("precision"),
         help="dtype policy; auto is mixed_bfloat16 on accelerators and bf16-capable CPUs, else "
         "float32; the logits layer stays float32 (default auto)",
     )

@@ -8,14 +8,18 @@ written to the run directory as `config.toml`; `fit --config RUN_DIR/config.toml
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
 import tomllib
-import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Lt
+from pydantic import Strict, TypeAdapter, ValidationError
 
 from digit_keras.errors import ConfigError
 
@@ -23,24 +27,37 @@ from digit_keras.errors import ConfigError
 # repository's top-level configs/ is a link to this folder.
 CONFIG_DIR = importlib.resources.files("digit_keras") / "configs"
 
+# TOML values are typed: a config takes them as written (no "3" for 3, no 1 for true), except an
+# int where a float is expected. pydantic validates against these annotations (`from_dict`).
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+FORBID_UNKNOWN_KEYS = {"extra": "forbid"}
+
 
 @dataclass
 class DataConfig:
-    dataset: str = "kaggle"  # "kaggle" (train.csv/test.csv) or "mnist" (keras.datasets.mnist)
-    val_fraction: float = 0.1  # stratified holdout share of the training rows; 0 trains on all
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    # "kaggle" (train.csv/test.csv) or "mnist" (keras.datasets.mnist)
+    dataset: Literal["kaggle", "mnist"] = "kaggle"
+    # stratified holdout share of the training rows; 0 trains on all
+    val_fraction: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.1
     # Seeds the holdout split and cv's folds, apart from `seed` (initial weights, shuffling,
     # augmentation), so runs of several seeds hold out the same rows and can be ensembled.
-    split_seed: int = 0
-    limit: int = 0  # use only the first N training rows (0 = all), for smoke runs
+    split_seed: Int = 0
+    limit: Annotated[Int, Ge(0)] = 0  # use only the first N training rows (0 = all), for smoke runs
 
 
 @dataclass
 class AugmentConfig:
     """Per-image random affine transform of training batches; set all three to 0 to turn it off."""
 
-    rotation: float = 10.0  # maximum rotation, degrees either way
-    zoom: float = 0.1  # maximum relative scale change either way
-    shift: float = 0.1  # maximum shift, as a fraction of the image side, either way
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    rotation: Float = 10.0  # maximum rotation, degrees either way
+    zoom: Float = 0.1  # maximum relative scale change either way
+    shift: Float = 0.1  # maximum shift, as a fraction of the image side, either way
 
     @property
     def enabled(self) -> bool:
@@ -49,42 +66,52 @@ class AugmentConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adam"  # adam | adamw | sgd
-    learning_rate: float = 1e-3  # peak rate, reached after the warm-up
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: Annotated[Float, Gt(0.0)] = 1e-3  # peak rate, reached after the warm-up
     # sgd: the papers' L2 penalty, coupled to the gradient; adamw: decoupled decay; adam: none
     # (digit_keras/training/optim.py says why the difference matters)
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only (Nesterov)
-    schedule: str = "cosine"  # cosine | exponential | constant
-    warmup_epochs: float = 0.0  # linear warm-up from 0 to learning_rate
-    decay_rate: float = 0.95  # exponential only: factor per epoch
+    weight_decay: Annotated[Float, Ge(0.0)] = 0.0
+    momentum: Float = 0.9  # sgd only (Nesterov)
+    schedule: Literal["cosine", "exponential", "constant"] = "cosine"
+    warmup_epochs: Annotated[Float, Ge(0.0)] = 0.0  # linear warm-up from 0 to learning_rate
+    decay_rate: Float = 0.95  # exponential only: factor per epoch
 
 
 @dataclass
 class TrainConfig:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
     arch: str = "basic"
-    epochs: int = 30
-    batch_size: int = 128  # per replica; the global batch is this times the replica count
-    seed: int = 0
-    deterministic: bool = False
-    strategy: str = "auto"  # auto | default | mirrored | multi-worker
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | float32 | mixed_bfloat16
+    epochs: Annotated[Int, Gt(0)] = 30
+    # per replica; the global batch is this times the replica count
+    batch_size: Annotated[Int, Gt(0)] = 128
+    seed: Int = 0
+    deterministic: Bool = False
+    strategy: Literal["auto", "default", "mirrored", "multi-worker"] = "auto"
+    # auto: bf16 where the hardware has it
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     # Images over which BatchNorm statistics are recomputed after training (0: keep Keras's
     # moving averages); see digit_keras/training/batch_norm.py.
-    bn_recalibration_images: int = 8192
+    bn_recalibration_images: Annotated[Int, Ge(0)] = 8192
     model: dict[str, Any] = field(default_factory=dict)  # keyword overrides for the model builder
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
 
-CHOICES = {
-    "strategy": ("auto", "default", "mirrored", "multi-worker"),
-    "precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
-    "data.dataset": ("kaggle", "mnist"),
-    "optimizer.name": ("adam", "adamw", "sgd"),
-    "optimizer.schedule": ("cosine", "exponential", "constant"),
-}
+def choices(dotted: str) -> tuple[str, ...]:
+    """The values a `Literal` field allows, e.g. choices("optimizer.name"), for the CLI."""
+    return typing.get_args(_field_type(dotted.split(".")))
+
+
+def _field_type(path: Sequence[str]) -> Any:
+    """The type of a field of TrainConfig, by its path of names (empty: TrainConfig)."""
+    kind: Any = TrainConfig
+    for name in path:
+        kind = typing.get_type_hints(kind)[name]
+    return kind
 
 
 def default_config_path(arch: str) -> Traversable:
@@ -128,74 +155,32 @@ def load_config(path: str | Path | Traversable) -> TrainConfig:
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
-    config = _build(TrainConfig, raw, prefix="", source=source)
-    validate(config, source)
-    return config
-
-
-def _build(cls: type, raw: dict[str, Any], prefix: str, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if key not in names:
-            known = ", ".join(sorted(prefix + n for n in names))
-            raise ConfigError(f"{source}: unknown key '{dotted}' (known: {known})")
-        kind = hints[key]
-        if dataclasses.is_dataclass(kind):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{dotted}' must be a table")
-            kwargs[key] = _build(kind, value, f"{dotted}.", source)
-        else:
-            kwargs[key] = _coerce(value, kind, dotted, source)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
-    """Check a TOML value against the field's type; ints are accepted where floats are expected."""
-    expected = typing.get_origin(kind) or kind
-    if expected is dict:
-        ok = isinstance(value, dict)
-    elif expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(expected, types.UnionType):
-        ok = isinstance(value, typing.get_args(kind))
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        name = getattr(expected, "__name__", str(expected))
-        raise ConfigError(f"{source}: '{key}' must be {name}, got {value!r}")
-    return value
-
-
-def validate(config: TrainConfig, source: str) -> None:
-    for key, allowed in CHOICES.items():
-        value = get_value(config, key)
-        if value not in allowed:
-            raise ConfigError(
-                f"{source}: '{key}' must be one of {', '.join(allowed)}; got {value!r}"
-            )
-    positive = {"epochs": config.epochs, "batch_size": config.batch_size}
-    positive["optimizer.learning_rate"] = config.optimizer.learning_rate
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{source}: '{key}' must be positive; got {value!r}")
-    if not 0.0 <= config.data.val_fraction < 1.0:
-        raise ConfigError(f"{source}: 'data.val_fraction' must be in [0, 1)")
-    if config.bn_recalibration_images < 0:
-        raise ConfigError(f"{source}: 'bn_recalibration_images' must be 0 (off) or positive")
-    if config.optimizer.weight_decay < 0:
-        raise ConfigError(f"{source}: 'optimizer.weight_decay' must be 0 or positive")
+    """Validate a config's tables (as TOML reads them); the first problem is a ConfigError."""
+    try:
+        config = _validator().validate_python(raw)
+    except ValidationError as err:
+        raise _config_error(err.errors()[0], source) from None
     if config.optimizer.name == "adam" and config.optimizer.weight_decay:
         raise ConfigError(
             f"{source}: 'optimizer.weight_decay' does nothing with adam; use optimizer.name=adamw"
         )
-    if config.data.limit < 0:
-        raise ConfigError(f"{source}: 'data.limit' must be 0 (all rows) or positive")
+    return config
+
+
+@functools.cache
+def _validator() -> TypeAdapter:
+    return TypeAdapter(TrainConfig)
+
+
+def _config_error(error: dict[str, Any], source: str) -> ConfigError:
+    """One line naming the dotted key, what is wrong and the value given."""
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "unexpected_keyword_argument":
+        table = _field_type(error["loc"][:-1])
+        prefix = key.rpartition(".")[0] + "." if "." in key else ""
+        known = ", ".join(sorted(prefix + f.name for f in dataclasses.fields(table)))
+        return ConfigError(f"{source}: unknown key '{key}' (known: {known})")
+    return ConfigError(f"{source}: '{key}': {error['msg']}; got {error['input']!r}")
 
 
 def get_value(config: TrainConfig, dotted: str) -> Any:
