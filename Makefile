@@ -5,7 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 JAX_VENV ?= .venv-jax
 JAX_BIN := $(JAX_VENV)/bin
-PYTEST_PIN := $(shell grep '^pytest==' requirements-dev.txt)
+PYTEST_PINS := $(shell grep -o '^pytest[a-z-]*==[0-9.]*' requirements-dev.txt)
+# Test processes: the suite is mostly subprocesses and waits, so 2 cores run 2 at once; each test
+# file stays in one process (its module fixtures are built once).
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 ARCH ?= basic
 
 .PHONY: demo test test-fast test-tf test-jax lint format bench bundle clean
@@ -19,7 +23,7 @@ $(BIN)/.installed: pyproject.toml requirements.txt requirements-dev.txt
 $(JAX_BIN)/.installed: pyproject.toml requirements-jax.txt requirements-dev.txt
 	$(PYTHON) -m venv $(JAX_VENV)
 	$(JAX_BIN)/pip install --quiet --upgrade pip
-	$(JAX_BIN)/pip install --quiet -r requirements-jax.txt "$(PYTEST_PIN)" -e ".[jax]"
+	$(JAX_BIN)/pip install --quiet -r requirements-jax.txt $(PYTEST_PINS) -e ".[jax]"
 	touch $@
 
 demo: $(BIN)/.installed
@@ -33,11 +37,11 @@ test-fast: $(BIN)/.installed
 	$(BIN)/pytest -m "not slow" --ignore=tests/test_jax_path.py
 
 test-tf: $(BIN)/.installed
-	$(BIN)/pytest --ignore=tests/test_jax_path.py  # test-jax runs it, without TensorFlow
+	$(BIN)/pytest $(PYTEST_PARALLEL) --ignore=tests/test_jax_path.py  # test-jax: without TF
 
 # The registry, augmentation and the JAX path on the JAX backend, where TensorFlow is not installed.
 test-jax: $(JAX_BIN)/.installed
-	KERAS_BACKEND=jax $(JAX_BIN)/pytest tests/test_models.py tests/test_augment.py tests/test_jax_path.py
+	KERAS_BACKEND=jax $(JAX_BIN)/pytest $(PYTEST_PARALLEL) tests/test_models.py tests/test_augment.py tests/test_jax_path.py
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
