@@ -118,6 +118,14 @@ def test_size_knobs_pass_through():
         build_model("resnet164", depth=100)
 
 
+def test_resnet50_blocks_start_as_the_identity():
+    model = build_model("resnet50", blocks=(2, 1, 1, 1), width=4)
+    last_bns = [layer for layer in model.layers if layer.name.endswith("_c_bn")]
+    assert len(last_bns) == 5
+    for layer in last_bns:  # the residual branch's last scale: zero until trained
+        np.testing.assert_array_equal(layer.gamma, 0.0)
+
+
 @pytest.mark.parametrize(
     ("stem", "first_stage_side"), [("small", 28), ("stride2", 14), ("imagenet", 7)]
 )

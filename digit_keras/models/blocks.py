@@ -29,8 +29,10 @@ def conv_bn_relu(
     return bn_relu(x, name)
 
 
-def batch_norm(x, name=None):
-    return FusedBatchNormalization(momentum=BN_MOMENTUM, name=name)(x)
+def batch_norm(x, name=None, gamma_initializer: str = "ones"):
+    return FusedBatchNormalization(
+        momentum=BN_MOMENTUM, gamma_initializer=gamma_initializer, name=name
+    )(x)
 
 
 def bn_relu(x, name=None):
