@@ -177,17 +177,10 @@ def _config_error(error: dict[str, Any], source: str) -> ConfigError:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "unexpected_keyword_argument":
         table = _field_type(error["loc"][:-1])
-        prefix = key.rpartition(".")[0] + "." if "." in key else ""
+        prefix = "".join(f"{part}." for part in error["loc"][:-1])
         known = ", ".join(sorted(prefix + f.name for f in dataclasses.fields(table)))
         return ConfigError(f"{source}: unknown key '{key}' (known: {known})")
     return ConfigError(f"{source}: '{key}': {error['msg']}; got {error['input']!r}")
-
-
-def get_value(config: TrainConfig, dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = value[part] if isinstance(value, dict) else getattr(value, part)
-    return value
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:

@@ -51,7 +51,11 @@ def test_overrides_are_typed_and_validated():
         ({"epochs": True}, "'epochs': Input should be a valid integer; got True"),
         ({"deterministic": 1}, "'deterministic': Input should be a valid boolean; got 1"),
         ({"augment": {"zoom": "0.1"}}, "'augment.zoom': Input should be a valid number; got '0.1'"),
-        ({"strategy": "tpu"}, "'strategy': Input should be 'auto', 'default', 'mirrored'"),
+        (
+            {"strategy": "tpu"},
+            "'strategy': Input should be 'auto', 'default', 'mirrored' or 'multi-worker'; "
+            "got 'tpu'",
+        ),
         ({"data": {"val_fraction": 1.0}}, "'data.val_fraction': Input should be less than 1"),
         ({"batch_size": 0}, "'batch_size': Input should be greater than 0; got 0"),
         ({"optimizer": {"learning_rate": float("nan")}}, "'optimizer.learning_rate': .*got nan"),

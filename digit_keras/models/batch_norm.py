@@ -3,10 +3,11 @@
 Keras 3 computes batch norm in training as separate ops (a float32 cast, mean, variance,
 normalise, cast back), each with its own backward pass; TensorFlow's `FusedBatchNormV3` does
 forward and backward in one kernel each, bf16 included. On this project's 2-core CPU that made the
-training step of `basic` 1.3x faster in float32 and 1.65x in mixed_bfloat16
-(`benchmarks/bench_cpu_speed.py`). The layer is Keras's own in every other respect: the same
-weights and config, the same moving-average update, and Keras's computation in inference, on other
-backends (JAX) and wherever the fused kernel does not apply.
+training step of `basic` 1.2-1.3x faster in float32 and 1.5-1.6x in mixed_bfloat16
+(`benchmarks/bench_cpu_speed.py`: its `keras-*` variants against its `kerasbn-*` ones). The layer
+is Keras's own in every other respect: the same weights and config, the same moving-average
+update, and Keras's computation in inference, on other backends (JAX) and wherever the fused
+kernel does not apply.
 """
 
 from __future__ import annotations
