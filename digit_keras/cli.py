@@ -349,31 +349,15 @@ def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()
 
 
 def run_fit(args: argparse.Namespace) -> None:
-    from digit_keras.config import load_config
-    from digit_keras.training import runs
-    from digit_keras.training.fit import fit
-    from digit_keras.training.strategy import is_chief
+    from digit_keras.training.fit import resume_fit, start_fit
 
     if args.resume:
         _refuse_config_flags(args)
-        run_dir = runs.resumable_run_dir(args.resume)
-        config = load_config(run_dir / runs.CONFIG_FILE)
-        chief = is_chief(config.strategy)
+        result = resume_fit(args.resume, args.data)
     else:
-        config = resolve_config(args)
-        chief = is_chief(config.strategy)
-        # A non-chief worker trains in step with the chief, which alone writes the run.
-        run_dir = runs.new_run_dir(config.arch, args.out) if chief else Path(args.out or ".")
-    print(f"run dir: {run_dir}" if chief else "worker: the chief writes the run", flush=True)
-
-    try:
-        result = fit(config, run_dir, data_dir=args.data, resuming=bool(args.resume))
-    except BaseException:
-        if chief and not args.resume:
-            runs.discard_if_unstarted(run_dir)
-        raise
+        result = start_fit(resolve_config(args), args.out, args.data)
     metrics = result.metrics
-    if chief:
+    if result.chief:
         print(f"run dir: {result.run_dir}")
     if metrics["holdout_accuracy"] is None:
         print("holdout: none (val_fraction = 0), so accuracy was not measured")
@@ -387,80 +371,65 @@ def run_fit(args: argparse.Namespace) -> None:
 
 def _seed_list(text: str) -> list[int]:
     try:
-        seeds = [int(part) for part in text.split(",")]
+        return [int(part) for part in text.split(",")]
     except ValueError:
         raise UserError(f"--seeds: expected seeds like 0,1,2; got {text!r}") from None
-    if len(set(seeds)) < 2 or len(set(seeds)) < len(seeds):
-        raise UserError(f"--seeds: need two or more different seeds; got {text!r}")
-    return seeds
 
 
 def run_cv(args: argparse.Namespace) -> None:
-    from digit_keras.training import cv, runs
+    from digit_keras.training import cv
 
     if args.seeds:
         run_cv_seeds(args)
         return
     if args.resume:
         _refuse_config_flags(args)
-        run_dir, config, settings = cv.resumable_cv_dir(args.resume)
-        folds, holdout = settings["folds"], settings["mode"] == "holdout"
-        tta = settings.get("tta", False)
+        result = cv.resume_cv(args.resume, args.data)
     else:
-        folds, holdout, tta = args.folds or DEFAULT_FOLDS, args.holdout, args.tta
-        if folds < 2:
-            raise UserError(f"--folds must be at least 2, got {folds}")
-        config = resolve_config(args)
-        prefix = "holdout" if holdout else "cv"
-        if args.fold is None:
-            run_dir = runs.new_run_dir(f"{prefix}-{config.arch}", args.out)
-        elif args.out is None:
-            raise UserError("--fold needs --out DIR: the run directory every fold shares")
-        else:  # shared with the processes training the other folds
-            run_dir = Path(args.out)
-            run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"run dir: {run_dir}", flush=True)
-    try:
-        metrics = cv.cross_validate(
-            config, run_dir, folds, holdout, args.data, tta, bool(args.resume), only_fold=args.fold
+        result = cv.start_cv(
+            resolve_config(args),
+            args.folds or DEFAULT_FOLDS,
+            args.holdout,
+            args.data,
+            args.tta,
+            args.out,
+            only_fold=args.fold,
         )
-    except BaseException:
-        if not args.resume and args.fold is None:
-            runs.discard_if_unstarted(run_dir, cv.PROGRESS)
-        raise
+    metrics = result.metrics
     if "open_folds" in metrics:
         open_folds = ", ".join(map(str, metrics["open_folds"]))
         print(
             f"fold {args.fold} finished; folds {open_folds} are not yet: the last fold to "
-            f"finish writes the merged results (or `cv --resume {run_dir}` trains what is left)"
+            f"finish writes the merged results (or `cv --resume {result.run_dir}` trains what "
+            "is left)"
         )
         return
     print(
         f"{metrics['mode']} out-of-fold accuracy: {metrics['oof_accuracy']:.4%} on "
         f"{metrics['oof_rows']} rows (log-loss {metrics['oof_log_loss']:.4f}); "
-        f"{metrics['wall_time_s']:.0f} s; run dir: {run_dir}"
+        f"{metrics['wall_time_s']:.0f} s; run dir: {result.run_dir}"
     )
 
 
 def run_cv_seeds(args: argparse.Namespace) -> None:
     """`cv --seeds`: one cv run per seed under one folder, then their seed statistics."""
-    from digit_keras.training import cv, runs
+    from digit_keras.training import cv
 
     if args.resume:
         raise UserError("--seeds starts new runs; resume one seed's run with --resume OUT/seed-S")
     if args.seed is not None:
         raise UserError("give either --seed or --seeds")
-    seeds = _seed_list(args.seeds)
-    config = resolve_config(args)
-    root = runs.new_run_dir(f"seeds-{config.arch}", args.out)
-    run_dirs = []
-    for seed in seeds:
-        seed_args = argparse.Namespace(**{**vars(args), "seeds": None, "seed": seed})
-        seed_args.out = str(root / f"seed-{seed}")
-        run_cv(seed_args)
-        run_dirs.append(root / f"seed-{seed}")
-    summary = cv.seed_statistics(run_dirs)
-    runs.write_json(root / cv.SEEDS_FILE, summary)
+    if args.fold is not None:
+        raise UserError("--fold trains one fold of one run; give it without --seeds")
+    summary = cv.cv_seeds(
+        resolve_config(args),
+        _seed_list(args.seeds),
+        args.folds or DEFAULT_FOLDS,
+        args.holdout,
+        args.data,
+        args.tta,
+        args.out,
+    )
     print(cv.format_seed_statistics(summary))
 
 
@@ -468,25 +437,19 @@ def run_tune(args: argparse.Namespace) -> None:
     from digit_keras.runtime import import_keras
 
     import_keras()
-    from digit_keras.config import default_space_path, load_config
-    from digit_keras.training import runs
+    from digit_keras.config import default_space_path
     from digit_keras.tuning.search import (
         BEST_CONFIG,
-        PROJECT,
-        SPACE_FILE,
         SearchSettings,
         format_trials,
-        load_settings,
-        run_search,
+        resume_search,
+        start_search,
     )
     from digit_keras.tuning.space import load_space
 
     if args.resume:
         _refuse_config_flags(args, allowed=("arch",))  # --arch picks the search to resume
-        run_dir = _resumable_tune_dir(args.resume, args.arch or "basic")
-        base = load_config(run_dir / runs.CONFIG_FILE)
-        space = load_space(run_dir / SPACE_FILE, base)
-        settings = load_settings(run_dir)
+        run_dir, result = resume_search(args.resume, args.arch or "basic", args.data)
     else:
         base = resolve_config(args)
         space = load_space(args.space or default_space_path(base.arch), base)
@@ -496,20 +459,7 @@ def run_tune(args: argparse.Namespace) -> None:
             max_trials=args.max_trials or space.search["max_trials"],
             patience=space.search["patience"],
         )
-        if os.environ.get("KERASTUNER_TUNER_ID"):  # distributed: one folder for chief and workers
-            if not args.out:
-                raise UserError("a distributed search needs the same --out DIR on every process")
-            run_dir = Path(args.out)
-            run_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            run_dir = runs.new_run_dir(f"tune-{base.arch}", args.out)
-    print(f"run dir: {run_dir}", flush=True)
-    try:
-        result = run_search(base, space, settings, run_dir, args.data, resuming=bool(args.resume))
-    except BaseException:
-        if not args.resume and not os.environ.get("KERASTUNER_TUNER_ID"):
-            runs.discard_if_unstarted(run_dir, (f"{PROJECT}/trial_*",))
-        raise
+        run_dir, result = start_search(base, space, settings, args.out, args.data)
     if result.rows is None:
         print(
             f"worker {os.environ['KERASTUNER_TUNER_ID']} finished after {result.trial_runs} trial "
@@ -518,16 +468,6 @@ def run_tune(args: argparse.Namespace) -> None:
         return
     print(format_trials(result.rows), end="")
     print(f"best config; train it with: digit-keras fit --config {run_dir / BEST_CONFIG}")
-
-
-def _resumable_tune_dir(spec: str, arch: str) -> Path:
-    """The tune run to continue: `spec`, or for 'latest' the newest unfinished one of `arch`."""
-    from digit_keras.training.runs import latest_unfinished, resumable_run_dir
-    from digit_keras.tuning.search import BEST_CONFIG, SETTINGS_FILE
-
-    if spec == "latest":
-        return latest_unfinished(f"tune-{arch}", SETTINGS_FILE, BEST_CONFIG, "search")
-    return resumable_run_dir(spec, SETTINGS_FILE, BEST_CONFIG, "search")
 
 
 def run_predict(args: argparse.Namespace) -> None:

@@ -153,6 +153,10 @@ def test_cv_over_seeds_reports_the_spread_of_one_recipe_on_one_split(data_dir, t
         seed_statistics([runs[0], other])
     assert main(["cv", "--data", str(data_dir), "--seeds", "0,0"]) == 2
     assert "need two or more different seeds" in capsys.readouterr().err
+    seeded_fold = ["cv", "--data", str(data_dir), "--seeds", "0,1", "--fold", "0"]
+    assert main([*seeded_fold, "--out", str(tmp_path / "one-fold")]) == 2
+    assert "--fold trains one fold of one run" in capsys.readouterr().err
+    assert not (tmp_path / "one-fold").exists()
 
 
 @pytest.mark.slow

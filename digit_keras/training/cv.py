@@ -14,6 +14,9 @@ A cv run directory holds:
 Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of the same seed.
 `cv --seeds` trains one such run per seed (same folds) and `seed_statistics` says how much the
 recipe's out-of-fold scores move with the seed alone.
+
+`start_cv`, `resume_cv` and `cv_seeds` are the command (run directories, resume, clean-up);
+`cross_validate` trains into a directory it is given.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,78 @@ TEST_LOGITS_FILE = "test_logits.npy"
 PREDICT_BATCH = 1024
 # What a cv run has to show for itself before a failure should leave it on disk.
 PROGRESS = (f"fold-*/{runs.BACKUP_DIR}", f"fold-*/{runs.MODEL_FILE}")
+
+
+@dataclass
+class CvResult:
+    run_dir: Path
+    metrics: dict[str, Any]  # metrics.json; only `mode`, `folds`, `open_folds` while folds are open
+
+
+def start_cv(
+    config: TrainConfig,
+    folds: int = 5,
+    holdout: bool = False,
+    data_dir: str | Path | None = None,
+    tta: bool = False,
+    out: str | Path | None = None,
+    only_fold: int | None = None,
+) -> CvResult:
+    """`digit-keras cv`: a new cv run in `out` (default saved_models/cv-<arch>-<time>, or
+    holdout-<arch>-<time>); it leaves nothing behind if it fails before a fold makes progress.
+
+    With `only_fold`, `out` is required: the directory every fold's process shares.
+    """
+    if folds < 2:
+        raise UserError(f"--folds must be at least 2, got {folds}")
+    if only_fold is None:
+        run_dir = runs.new_run_dir(f"{'holdout' if holdout else 'cv'}-{config.arch}", out)
+    elif out is None:
+        raise UserError("--fold needs --out DIR: the run directory every fold shares")
+    else:  # shared with the processes training the other folds
+        run_dir = Path(out)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    runs.announce(run_dir)
+    with runs.discarded_if_unstarted(run_dir, PROGRESS, enabled=only_fold is None):
+        metrics = cross_validate(
+            config, run_dir, folds, holdout, data_dir, tta, only_fold=only_fold
+        )
+    return CvResult(run_dir, metrics)
+
+
+def resume_cv(path: str | Path, data_dir: str | Path | None = None) -> CvResult:
+    """`digit-keras cv --resume`: continue an unfinished cv run at its first open fold."""
+    run_dir, config, settings = resumable_cv_dir(path)
+    runs.announce(run_dir)
+    holdout, tta = settings["mode"] == "holdout", settings.get("tta", False)
+    metrics = cross_validate(
+        config, run_dir, settings["folds"], holdout, data_dir, tta, resuming=True
+    )
+    return CvResult(run_dir, metrics)
+
+
+def cv_seeds(
+    config: TrainConfig,
+    seeds: list[int],
+    folds: int = 5,
+    holdout: bool = False,
+    data_dir: str | Path | None = None,
+    tta: bool = False,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """`digit-keras cv --seeds`: one cv run per seed in `out`/seed-<S> (same folds), then their
+    seed statistics, saved as seeds.json and returned."""
+    if len(set(seeds)) < 2 or len(set(seeds)) < len(seeds):
+        raise UserError(f"--seeds: need two or more different seeds; got {seeds}")
+    root = runs.new_run_dir(f"seeds-{config.arch}", out)
+    run_dirs = []
+    for seed in seeds:
+        seeded = dataclasses.replace(config, seed=seed)
+        run = start_cv(seeded, folds, holdout, data_dir, tta, out=root / f"seed-{seed}")
+        run_dirs.append(run.run_dir)
+    summary = seed_statistics(run_dirs)
+    runs.write_json(root / SEEDS_FILE, summary)
+    return summary
 
 
 def fold_dir(run_dir: Path, fold: int) -> Path:

@@ -1,4 +1,8 @@
-"""Train one model on a holdout split: the work behind `digit-keras fit`."""
+"""Train one model on a holdout split: the work behind `digit-keras fit`.
+
+`start_fit` and `resume_fit` are the command (run directory, resume, clean-up); `fit` trains
+into a directory it is given.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 
 from digit_keras import runtime
 from digit_keras.atomic import atomic_path, write_text_atomic
-from digit_keras.config import TrainConfig, to_toml
+from digit_keras.config import TrainConfig, load_config, to_toml
 from digit_keras.data import load_train
 from digit_keras.data.split import stratified_holdout
 from digit_keras.errors import UserError
@@ -29,6 +33,7 @@ from digit_keras.training import runs
 class FitResult:
     run_dir: Path
     metrics: dict[str, Any]
+    chief: bool = True  # False on a multi-worker task that is not the chief: it wrote no run
 
 
 def build_and_compile(config: TrainConfig, steps_per_epoch: int):
@@ -121,6 +126,43 @@ def fit(
         config, strategy_name, strategy, data, run_dir, resuming, extra_callbacks, verbose, started
     )
     return FitResult(run_dir, metrics)
+
+
+def start_fit(
+    config: TrainConfig, out: str | Path | None = None, data_dir: str | Path | None = None
+) -> FitResult:
+    """`digit-keras fit`: train a new run in `out` (default saved_models/<arch>-<time>).
+
+    A run that fails before its first epoch is backed up leaves no directory behind. Under a
+    multi-worker strategy only the chief writes the run; the other tasks train in step with it.
+    """
+    from digit_keras.training.strategy import is_chief
+
+    chief = is_chief(config.strategy)
+    run_dir = runs.new_run_dir(config.arch, out) if chief else Path(out or ".")
+    _announce(run_dir, chief)
+    with runs.discarded_if_unstarted(run_dir, enabled=chief):
+        return dataclasses.replace(fit(config, run_dir, data_dir), chief=chief)
+
+
+def resume_fit(path: str | Path, data_dir: str | Path | None = None) -> FitResult:
+    """`digit-keras fit --resume`: continue an interrupted run, with its saved config, after
+    the last epoch it backed up."""
+    from digit_keras.training.strategy import is_chief
+
+    run_dir = runs.resumable_run_dir(path)
+    config = load_config(run_dir / runs.CONFIG_FILE)
+    chief = is_chief(config.strategy)
+    _announce(run_dir, chief)
+    result = fit(config, run_dir, data_dir, resuming=True)
+    return dataclasses.replace(result, chief=chief)
+
+
+def _announce(run_dir: Path, chief: bool) -> None:
+    if chief:
+        runs.announce(run_dir)
+    else:
+        print("worker: the chief writes the run", flush=True)
 
 
 def count_steps(train_images: int, global_batch: int) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,24 @@ def discard_if_unstarted(run_dir: Path, progress: tuple[str, ...] = (BACKUP_DIR,
     (by default: a backed-up epoch) was written, so a failed start leaves nothing behind."""
     if run_dir.is_dir() and not any(any(run_dir.glob(pattern)) for pattern in progress):
         shutil.rmtree(run_dir)
+
+
+@contextlib.contextmanager
+def discarded_if_unstarted(
+    run_dir: Path, progress: tuple[str, ...] = (BACKUP_DIR,), enabled: bool = True
+) -> Iterator[Path]:
+    """Around a new run's work: if it fails (Ctrl-C included), `discard_if_unstarted`."""
+    try:
+        yield run_dir
+    except BaseException:
+        if enabled:
+            discard_if_unstarted(run_dir, progress)
+        raise
+
+
+def announce(run_dir: Path) -> None:
+    """Say where a run writes before it starts, so an interrupted run can be found and resumed."""
+    print(f"run dir: {run_dir}", flush=True)
 
 
 def remove_backup(run_dir: Path) -> None:

@@ -6,6 +6,9 @@ epoch's network with its BatchNorm statistics recomputed (never a best epoch), s
 picks what `fit --config best.toml` delivers. The run directory
 holds `config.toml` (the base config), `space.toml`, `tune.json` (tuner settings), the keras-tuner
 project in `tuner/`, `tensorboard/<trial>/`, then `trials.csv`, `trials.txt` and `best.toml`.
+
+`start_search` and `resume_search` are the command (run directory, resume, clean-up);
+`run_search` searches in a directory it is given.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 
 from digit_keras.atomic import write_text_atomic  # noqa: E402
-from digit_keras.config import TrainConfig, apply_overrides, to_toml  # noqa: E402
+from digit_keras.config import TrainConfig, apply_overrides, load_config, to_toml  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
 from digit_keras.scoring import logit_scores  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
@@ -41,7 +44,7 @@ from digit_keras.training.fit import (  # noqa: E402
     make_split_datasets,
     start_training,
 )
-from digit_keras.tuning.space import SearchSpace  # noqa: E402
+from digit_keras.tuning.space import SearchSpace, load_space  # noqa: E402
 
 PROJECT = "tuner"
 SPACE_FILE = "space.toml"
@@ -124,6 +127,47 @@ class DigitHyperModel(keras_tuner.HyperModel):
             "epochs": len(history.history[OBJECTIVE]),
             "seconds": round(time.perf_counter() - started, 1),
         }
+
+
+def start_search(
+    base: TrainConfig,
+    space: SearchSpace,
+    settings: SearchSettings,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+) -> tuple[Path, SearchResult]:
+    """`digit-keras tune`: a new search in `out` (default saved_models/tune-<arch>-<time>); it
+    leaves nothing behind if it fails before a trial starts.
+
+    A distributed search (KERASTUNER_TUNER_ID set) needs `out`: chief and workers share it.
+    """
+    distributed = bool(os.environ.get("KERASTUNER_TUNER_ID"))
+    if not distributed:
+        run_dir = runs.new_run_dir(f"tune-{base.arch}", out)
+    elif out is None:
+        raise UserError("a distributed search needs the same --out DIR on every process")
+    else:
+        run_dir = Path(out)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    runs.announce(run_dir)
+    with runs.discarded_if_unstarted(run_dir, (f"{PROJECT}/trial_*",), enabled=not distributed):
+        return run_dir, run_search(base, space, settings, run_dir, data_dir)
+
+
+def resume_search(
+    path: str | Path, arch: str = "basic", data_dir: str | Path | None = None
+) -> tuple[Path, SearchResult]:
+    """`digit-keras tune --resume`: continue an unfinished search with its saved config, space
+    and settings; `path` "latest" is the newest unfinished search of `arch`."""
+    if str(path) == "latest":
+        run_dir = runs.latest_unfinished(f"tune-{arch}", SETTINGS_FILE, BEST_CONFIG, "search")
+    else:
+        run_dir = runs.resumable_run_dir(path, SETTINGS_FILE, BEST_CONFIG, "search")
+    runs.announce(run_dir)
+    base = load_config(run_dir / runs.CONFIG_FILE)
+    space = load_space(run_dir / SPACE_FILE, base)
+    settings = load_settings(run_dir)
+    return run_dir, run_search(base, space, settings, run_dir, data_dir, resuming=True)
 
 
 def run_search(
