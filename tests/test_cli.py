@@ -13,6 +13,7 @@ import pytest
 from digit_keras.cli import build_parser, main, resolve_config
 from digit_keras.config import default_config_path, load_config
 from digit_keras.runtime import import_tensorflow
+from digit_keras.training import fit as fit_module
 from digit_keras.training.fit import fit
 from tests.conftest import TINY, holdout_accuracy_of, synthetic_digits, tiny_overrides
 
@@ -48,7 +49,17 @@ def test_help_is_instant_and_does_not_import_tensorflow():
 
 
 @pytest.mark.slow
-def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path):
+def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path, monkeypatch):
+    # The run records the commit it started from, though the checkout changes before it ends.
+    checkout = {"commit": "at-start"}
+    monkeypatch.setattr("digit_keras.training.runs.git_commit", lambda: checkout["commit"])
+    finish_model = fit_module.finish_model
+
+    def finish_after_a_checkout(*args, **kwargs):
+        checkout["commit"] = "checked-out-later"
+        return finish_model(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "finish_model", finish_after_a_checkout)
     assert main(["fit", "--data", str(data_dir), "--epochs", "1", *TINY_FLAGS]) == 0
     run_dir = _run_dir(capsys)
     assert run_dir.startswith("saved_models/basic-")
@@ -58,6 +69,7 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path)
     metrics = json.loads((tmp_path / run_dir / "metrics.json").read_text())
     assert metrics["holdout_images"] == 30 and metrics["train_images"] == 290
     assert metrics["train_images_per_s"] > 0
+    assert metrics["commit"] == "at-start"
     # The reported accuracy is the saved model's on the holdout rows (recomputed here in other
     # batches, which may flip one near-tie under bfloat16).
     recomputed = holdout_accuracy_of(tmp_path / run_dir / "model.keras")

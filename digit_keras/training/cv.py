@@ -157,6 +157,7 @@ def cross_validate(
     backup. Each fold's model is its last epoch's: the held-out rows never select anything.
     """
     started = time.perf_counter()
+    made_by = runs.provenance()  # now: the checkout may change while the folds train
     from digit_keras.training.fit import TrainingData, start_training, train_split
 
     config, strategy_name, strategy = start_training(config)
@@ -260,7 +261,7 @@ def cross_validate(
         **{f"oof_{key}": value for key, value in oof_scores.items()},
         "folds": fold_metrics,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        **runs.provenance(),
+        **made_by,
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return metrics

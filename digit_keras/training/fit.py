@@ -243,6 +243,7 @@ def train_split(
     run's clock started (default: now), for its wall time.
     """
     started = time.perf_counter() if started is None else started
+    made_by = runs.provenance()  # now: the checkout may change while the run trains
     from digit_keras.training.callbacks import ThroughputMeter, make_callbacks, progress_verbosity
     from digit_keras.training.strategy import is_chief
 
@@ -309,7 +310,7 @@ def train_split(
         "bn_recalibration_images": recalibrated,
         "train_images_per_s": round(meter.images_per_second(), 1),
         "epoch_seconds": [round(s, 2) for s in meter.epoch_seconds],
-        **runs.provenance(),
+        **made_by,
     }
     if len(holdout_idx):
         scores = logit_scores(holdout_logits, data.labels[holdout_idx])
