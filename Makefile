@@ -34,7 +34,7 @@ test: lint test-tf test-jax
 
 # The edit-test loop: everything but the tests marked slow (those that train through the CLI).
 test-fast: $(BIN)/.installed
-	$(BIN)/pytest -m "not slow" --ignore=tests/test_jax_path.py
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow" --ignore=tests/test_jax_path.py
 
 test-tf: $(BIN)/.installed
 	$(BIN)/pytest $(PYTEST_PARALLEL) --ignore=tests/test_jax_path.py  # test-jax: without TF
