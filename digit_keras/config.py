@@ -51,17 +51,22 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    """Per-image random affine transform of training batches; set all three to 0 to turn it off."""
+    """Per-image random affine transform of training batches, optionally with an elastic
+    distortion; all strengths 0 turns augmentation off."""
 
     __pydantic_config__ = FORBID_UNKNOWN_KEYS
 
     rotation: Float = 10.0  # maximum rotation, degrees either way
     zoom: Float = 0.1  # maximum relative scale change either way
     shift: Float = 0.1  # maximum shift, as a fraction of the image side, either way
+    # Elastic distortion (Simard et al. 2003): uniform noise in [-1, 1] per pixel, smoothed by a
+    # Gaussian of `elastic_sigma` pixels, scaled by `elastic_alpha` pixels; 0 = off.
+    elastic_alpha: Annotated[Float, Ge(0.0)] = 0.0
+    elastic_sigma: Annotated[Float, Gt(0.0)] = 4.0
 
     @property
     def enabled(self) -> bool:
-        return any((self.rotation, self.zoom, self.shift))
+        return any((self.rotation, self.zoom, self.shift, self.elastic_alpha))
 
 
 @dataclass

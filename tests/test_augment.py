@@ -9,7 +9,14 @@ from tests.conftest import synthetic_digits
 
 keras = import_keras()
 
-from digit_keras.data.augment import RandomAffine, affine_transforms, with_augmentation  # noqa: E402
+from digit_keras.data.augment import (  # noqa: E402
+    RandomAffine,
+    affine_transforms,
+    elastic_displacements,
+    gaussian_smoothing,
+    warp,
+    with_augmentation,
+)
 from digit_keras.models import build_model  # noqa: E402
 
 
@@ -87,4 +94,59 @@ def test_wrapper_shares_the_network_and_saves_nothing_of_the_augmentation(tmp_pa
     loaded = keras.saving.load_model(tmp_path / "network.keras")
     assert not any(isinstance(layer, RandomAffine) for layer in loaded.layers)
     config = wrapper.get_layer("augment").get_config()
+    assert RandomAffine.from_config(config).get_config() == config
+
+
+def test_the_elastic_path_resamples_like_the_affine_one_when_nothing_is_displaced():
+    """Elastic augmentation samples through `warp`; with zero offsets it must be the same map."""
+    images = _images(6)
+    rng = np.random.default_rng(1)
+    transforms = affine_transforms(
+        rng.uniform(-0.3, 0.3, 6).astype("float32"),
+        rng.uniform(0.9, 1.1, 6).astype("float32"),
+        rng.uniform(-3, 3, (6, 2)).astype("float32"),
+        28,
+    )
+    affine = keras.ops.image.affine_transform(
+        images, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0.0
+    )
+    warped = warp(images, transforms, np.zeros((6, 28, 28, 2), "float32"))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(warped), keras.ops.convert_to_numpy(affine), atol=1e-3
+    )
+    # A displacement of one whole pixel is a shift by one pixel.
+    right = np.zeros((6, 28, 28, 2), "float32")
+    right[..., 0] = -1.0  # each output pixel reads the input pixel to its left
+    moved = keras.ops.convert_to_numpy(warp(images[:1], _transform(), right[:1]))
+    np.testing.assert_allclose(moved[0, :, 1:], images[0, :, :-1], atol=1e-3)
+
+
+def test_elastic_displacements_are_smooth_seeded_and_scale_with_alpha():
+    ones = np.ones((1, 28, 28, 2), "float32")
+    smoothed = keras.ops.convert_to_numpy(gaussian_smoothing(ones, 2.0))
+    np.testing.assert_allclose(smoothed[0, 10:18, 10:18], 1.0, atol=1e-5)  # weights sum to 1
+
+    def field(alpha: float, seed: int = 5) -> np.ndarray:
+        generator = keras.random.SeedGenerator(seed)
+        return keras.ops.convert_to_numpy(elastic_displacements(4, 28, alpha, 4.0, generator))
+
+    first = field(34.0)
+    np.testing.assert_allclose(field(34.0), first, atol=1e-5)
+    np.testing.assert_allclose(field(17.0), first / 2, atol=1e-4)
+    assert 0.5 < first.std() < 3.0  # pixels: Simard et al.'s 34 and 4 move ink a pixel or so
+    step = np.abs(np.diff(first, axis=2)).mean()  # neighbours move together: a smooth field
+    assert step < 0.2 * np.abs(first).mean()
+
+
+def test_elastic_augmentation_changes_training_batches_and_keeps_its_config():
+    images = _images()
+    layer = RandomAffine(0, 0, 0, seed=3, elastic_alpha=34.0, elastic_sigma=4.0)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
+    distorted = keras.ops.convert_to_numpy(layer(images, training=True))
+    assert not np.allclose(distorted, images, atol=1.0)
+    again = RandomAffine(0, 0, 0, seed=3, elastic_alpha=34.0, elastic_sigma=4.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(images, training=True)), distorted)
+    wrapper = with_augmentation(build_model("basic", width=4), AugmentConfig(elastic_alpha=8.0), 0)
+    config = wrapper.get_layer("augment").get_config()
+    assert config["elastic_alpha"] == 8.0 and config["elastic_sigma"] == 4.0
     assert RandomAffine.from_config(config).get_config() == config

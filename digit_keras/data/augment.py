@@ -1,7 +1,9 @@
 """Random affine augmentation for digit batches: one resampling per image, never a flip.
 
 Rotation, zoom and shift are folded into a single projective transform per image, so each
-image is interpolated once (three chained layers would blur it three times). The matrices are
+image is interpolated once (three chained layers would blur it three times). An elastic
+distortion, when asked for, is added to the same map from output to input pixels, so it too
+costs no second interpolation. The matrices are
 built with `keras.ops`, the random parameters drawn by `RandomAffine`, a Keras layer in a
 training-only wrapper around the network (`with_augmentation`), from a seeded
 `keras.random.SeedGenerator`: one implementation and one random stream on every backend. The
@@ -10,6 +12,7 @@ saved network never contains it, so exported models take plain images.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -33,8 +36,45 @@ def affine_transforms(angles, scales, shifts, side: int):
     return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
+def gaussian_smoothing(fields, sigma: float):
+    """Blur (B, H, W, C) fields channel by channel with a normalised Gaussian (zero padding),
+    as two 1-D passes."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = ops.arange(-radius, radius + 1, dtype="float32")
+    weights = ops.exp(-0.5 * ops.square(offsets / sigma))
+    weights = weights / ops.sum(weights)
+    channels = fields.shape[-1]
+    column = ops.tile(ops.reshape(weights, (-1, 1, 1, 1)), (1, 1, channels, 1))
+    fields = ops.depthwise_conv(fields, column, padding="same")
+    return ops.depthwise_conv(fields, ops.transpose(column, (1, 0, 2, 3)), padding="same")
+
+
+def elastic_displacements(batch, side: int, alpha: float, sigma: float, seed):
+    """(B, side, side, 2) offsets in pixels (x, y), the elastic distortion of Simard et al. (2003):
+    uniform noise in [-1, 1] per pixel, smoothed by a Gaussian of `sigma`, times `alpha`."""
+    noise = keras.random.uniform((batch, side, side, 2), -1.0, 1.0, seed=seed)
+    return alpha * gaussian_smoothing(noise, sigma)
+
+
+def warp(images, transforms, displacements):
+    """Sample a float batch (B, H, W, 1) at the affine `transforms` of each output pixel plus
+    its `displacements` (B, H, W, 2): bilinear, zero outside the image."""
+    batch, side = ops.shape(images)[0], images.shape[1]
+    grid = ops.arange(side, dtype="float32")
+    rows, cols = ops.meshgrid(grid, grid, indexing="ij")
+    a0, a1, a2, b0, b1, b2 = (ops.reshape(transforms[:, i], (-1, 1, 1)) for i in range(6))
+    source_x = a0 * cols + a1 * rows + a2 + displacements[..., 0]
+    source_y = b0 * cols + b1 * rows + b2 + displacements[..., 1]
+    index = ops.cast(ops.arange(batch), "float32")[:, None, None] + ops.zeros_like(source_x)
+    warped = ops.image.map_coordinates(
+        images[..., 0], ops.stack([index, source_y, source_x]), order=1, fill_mode="constant"
+    )
+    return warped[..., None]
+
+
 def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerator):
-    """Rotate, zoom and shift a float batch (B, H, W, 1) by parameters drawn from `seed`."""
+    """Rotate, zoom, shift (and elastically distort, if the config says so) a float batch
+    (B, H, W, 1) by parameters drawn from `seed`."""
     batch, side = ops.shape(images)[0], images.shape[1]
 
     def uniform(shape, limit):
@@ -44,6 +84,11 @@ def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerato
     scales = 1.0 + uniform((batch,), config.zoom)
     shifts = uniform((batch, 2), config.shift * side)
     transforms = affine_transforms(angles, scales, shifts, side)
+    if config.elastic_alpha:
+        displacements = elastic_displacements(
+            batch, side, config.elastic_alpha, config.elastic_sigma, seed
+        )
+        return warp(images, transforms, displacements)
     return ops.image.affine_transform(
         images, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0.0
     )
@@ -59,11 +104,13 @@ class RandomAffine(keras.layers.Layer):
         zoom: float = 0.1,
         shift: float = 0.1,
         seed: int | None = None,
+        elastic_alpha: float = 0.0,
+        elastic_sigma: float = 4.0,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")  # interpolate in float32 under mixed precision
         super().__init__(**kwargs)
-        self.config = AugmentConfig(rotation, zoom, shift)
+        self.config = AugmentConfig(rotation, zoom, shift, elastic_alpha, elastic_sigma)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -82,6 +129,8 @@ class RandomAffine(keras.layers.Layer):
             "zoom": self.config.zoom,
             "shift": self.config.shift,
             "seed": self.seed,
+            "elastic_alpha": self.config.elastic_alpha,
+            "elastic_sigma": self.config.elastic_sigma,
         }
 
 
@@ -91,7 +140,6 @@ def with_augmentation(network, config: AugmentConfig, seed: int):
     Train this wrapper; save `network`, which stays augmentation-free.
     """
     inputs = keras.Input(network.input_shape[1:], name="image")
-    augmented = RandomAffine(config.rotation, config.zoom, config.shift, seed=seed, name="augment")(
-        inputs
-    )
+    augment = RandomAffine(**dataclasses.asdict(config), seed=seed, name="augment")
+    augmented = augment(inputs)
     return keras.Model(inputs, network(augmented), name=f"{network.name}_augmented")
