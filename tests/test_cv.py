@@ -157,6 +157,11 @@ def test_cv_over_seeds_reports_the_spread_of_one_recipe_on_one_split(data_dir, t
     assert main([*seeded_fold, "--out", str(tmp_path / "one-fold")]) == 2
     assert "--fold trains one fold of one run" in capsys.readouterr().err
     assert not (tmp_path / "one-fold").exists()
+    # A seeds run that fails before any training leaves no folder behind.
+    unfillable = ["cv", "--data", str(data_dir), "--seeds", "0,1", "--batch-size", "100000"]
+    assert main([*unfillable, "--out", str(tmp_path / "failed")]) == 2
+    assert "cannot fill one global batch" in capsys.readouterr().err
+    assert not (tmp_path / "failed").exists()
 
 
 @pytest.mark.slow

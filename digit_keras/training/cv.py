@@ -113,10 +113,11 @@ def cv_seeds(
         raise UserError(f"--seeds: need two or more different seeds; got {seeds}")
     root = runs.new_run_dir(f"seeds-{config.arch}", out)
     run_dirs = []
-    for seed in seeds:
-        seeded = dataclasses.replace(config, seed=seed)
-        run = start_cv(seeded, folds, holdout, data_dir, tta, out=root / f"seed-{seed}")
-        run_dirs.append(run.run_dir)
+    with runs.discarded_if_unstarted(root, ("seed-*",)):
+        for seed in seeds:
+            seeded = dataclasses.replace(config, seed=seed)
+            run = start_cv(seeded, folds, holdout, data_dir, tta, out=root / f"seed-{seed}")
+            run_dirs.append(run.run_dir)
     summary = seed_statistics(run_dirs)
     runs.write_json(root / SEEDS_FILE, summary)
     return summary
