@@ -18,15 +18,15 @@ import asyncio
 import io
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 
 import httpx
 import numpy as np
 from PIL import Image, ImageDraw
+
+from digit_keras.serving.server import start_serve_process
 
 
 def _digit_png() -> bytes:
@@ -36,27 +36,6 @@ def _digit_png() -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(model: str | None, port: int, workers: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "digit_keras", "serve", "--port", str(port)]
-    command += ["--workers", str(workers)]
-    process = subprocess.Popen([*command, *(["--model", model] if model else [])])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("the server did not start")
 
 
 async def load(url: str, files_for, concurrency: int, requests: int, seconds: float) -> dict:
@@ -128,9 +107,11 @@ def main() -> None:
         raise SystemExit("--client wrk needs wrk on PATH (Debian: apt-get install wrk)")
 
     picture = _digit_png()
-    port = _free_port()
-    server = start_server(args.model, port, args.workers)
-    base = f"http://127.0.0.1:{port}"
+    serve_args = ["--workers", str(args.workers), *(["--model", args.model] if args.model else [])]
+    try:
+        server, base = start_serve_process(serve_args)
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from None
     try:
         asyncio.run(load(f"{base}/predict", lambda: {"file": ("d.png", picture)}, 4, 200, 5))
         print(f"{'request':>22} {'in flight':>9} {'done':>6} {'req/s':>7} {'img/s':>7} "

@@ -9,12 +9,9 @@ import contextlib
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,34 +152,18 @@ def data_dir(tmp_path) -> Path:
     return write_kaggle_data(tmp_path / "data")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serving(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """`digit-keras serve ARGS` as a user starts it, once /health answers; stopped on exit."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digit_keras", "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    from digit_keras.serving.server import start_serve_process
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start: {process.stdout.read()}") from None
-                time.sleep(0.2)
+        process, url = start_serve_process(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    except RuntimeError as err:
+        raise AssertionError(str(err)) from None
+    try:
         yield process, url
     finally:
         process.terminate()
