@@ -1,3 +1,3 @@
 """digit-keras: honest, fast Keras 3 classifiers for Kaggle's Digit Recognizer."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

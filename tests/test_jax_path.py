@@ -80,7 +80,7 @@ def test_fit_predict_cv_and_ensemble_run_on_jax_without_tensorflow(jax_runs):
     assert metrics["backend"] == "jax" and metrics["precision"] == "mixed_bfloat16"
     assert metrics["epoch_seconds"][0] > 0
     recomputed = holdout_accuracy_of(fit_dir / "model.keras")  # the default split
-    assert abs(metrics["holdout_accuracy"] - recomputed) <= 1 / 30 + 1e-6  # one near-tie
+    assert abs(metrics["holdout_accuracy"] - recomputed) <= 1 / 32 + 1e-6  # one near-tie
     assert len((jax_runs / "fit.csv").read_text().splitlines()) == 51
     cv_metrics = json.loads((jax_runs / "cv" / "metrics.json").read_text())
     assert cv_metrics["oof_rows"] == 320

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from digit_keras.data.split import stratified_holdout
+from digit_keras.data.split import stratified_folds, stratified_holdout
 from digit_keras.data.submission import write_submission
+from digit_keras.errors import UserError
 
 
 def test_holdout_is_stratified_disjoint_and_seeded():
@@ -10,8 +11,9 @@ def test_holdout_is_stratified_disjoint_and_seeded():
     train, holdout = stratified_holdout(labels, 0.1, seed=3)
     assert len(np.intersect1d(train, holdout)) == 0
     assert len(train) + len(holdout) == len(labels)
+    assert len(holdout) == 100
     for cls, count in zip(range(10), np.bincount(labels), strict=True):
-        assert np.sum(labels[holdout] == cls) == round(count * 0.1)
+        assert abs(np.sum(labels[holdout] == cls) - count * 0.1) < 1
     again, _ = stratified_holdout(labels, 0.1, seed=3)
     other, _ = stratified_holdout(labels, 0.1, seed=4)
     np.testing.assert_array_equal(train, again)
@@ -21,6 +23,13 @@ def test_holdout_is_stratified_disjoint_and_seeded():
 def test_zero_fraction_keeps_everything_for_training():
     train, holdout = stratified_holdout(np.arange(20) % 10, 0.0, seed=0)
     assert len(train) == 20 and len(holdout) == 0
+
+
+def test_too_few_rows_to_stratify_is_a_one_line_error():
+    with pytest.raises(UserError, match=r"cannot hold out a stratified 0\.1 of 20 rows"):
+        stratified_holdout(np.arange(20) % 10, 0.1, seed=0)
+    with pytest.raises(UserError, match="cannot split 3 rows into 5 folds"):
+        stratified_folds(np.arange(3), 5, seed=0)
 
 
 def test_submission_format(tmp_path):

@@ -125,8 +125,9 @@ def load_base_runs(paths: list[str], labels=None) -> tuple[list[BaseRun], np.nda
             )
         if not np.array_equal(run.folds, first.folds):
             raise UserError(
-                f"{path} and {first_path} hold out different folds; "
-                "train both with the same --folds and --split-seed"
+                f"{path} and {first_path} hold out different folds; train both with the same "
+                "--folds and --split-seed, and digit-keras 0.2 or later (earlier versions drew "
+                "other folds)"
             )
         if run.test_logits.shape[1] != first.test_logits.shape[1]:
             raise UserError(f"{path} and {first_path} predicted test sets of different sizes")
