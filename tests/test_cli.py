@@ -131,6 +131,15 @@ def test_fit_every_architecture_from_its_own_config(name, data_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_fit_with_elastic_distortion_through_the_training_pipeline(data_dir, tmp_path):
+    """The pipeline's batches have no static size on TensorFlow; the elastic path must cope."""
+    argv = ["fit", "--data", str(data_dir), "--epochs", "1", *TINY_FLAGS, "--out", "elastic"]
+    assert main([*argv, "--set", "augment.elastic_alpha=34"]) == 0
+    assert load_config(tmp_path / "elastic" / "config.toml").augment.elastic_alpha == 34.0
+    assert (tmp_path / "elastic" / "model.keras").is_file()
+
+
+@pytest.mark.slow
 def test_mixed_precision_training_and_prediction(data_dir, tmp_path):
     argv = ["fit", "--data", str(data_dir), "--epochs", "1", *TINY_FLAGS, "--out", "bf16"]
     try:

@@ -59,17 +59,19 @@ def elastic_displacements(batch, side: int, alpha: float, sigma: float, seed):
 def warp(images, transforms, displacements):
     """Sample a float batch (B, H, W, 1) at the affine `transforms` of each output pixel plus
     its `displacements` (B, H, W, 2): bilinear, zero outside the image."""
-    batch, side = ops.shape(images)[0], images.shape[1]
+    side = images.shape[1]
     grid = ops.arange(side, dtype="float32")
     rows, cols = ops.meshgrid(grid, grid, indexing="ij")
     a0, a1, a2, b0, b1, b2 = (ops.reshape(transforms[:, i], (-1, 1, 1)) for i in range(6))
     source_x = a0 * cols + a1 * rows + a2 + displacements[..., 0]
     source_y = b0 * cols + b1 * rows + b2 + displacements[..., 1]
-    index = ops.cast(ops.arange(batch), "float32")[:, None, None] + ops.zeros_like(source_x)
-    warped = ops.image.map_coordinates(
-        images[..., 0], ops.stack([index, source_y, source_x]), order=1, fill_mode="constant"
-    )
-    return warped[..., None]
+
+    def sample(image_and_coordinates):  # one image: its size is known when the batch's is not
+        image, coordinates = image_and_coordinates
+        return ops.image.map_coordinates(image, coordinates, order=1, fill_mode="constant")
+
+    coordinates = ops.stack([source_y, source_x], axis=1)  # (B, 2, H, W)
+    return ops.vectorized_map(sample, (images[..., 0], coordinates))[..., None]
 
 
 def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerator):
