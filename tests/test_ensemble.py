@@ -188,10 +188,13 @@ def test_member_files_stand_in_for_their_runs(tmp_path, labels, capsys):
 
     good = write_cv_run(tmp_path / "good", labels, _logits_with_accuracy(labels, 0.9, 7))
     fair = write_cv_run(tmp_path / "fair", labels, _logits_with_accuracy(labels, 0.7, 8))
-    save_member(load_run(good), tmp_path / "good.npz")
+    save_member(load_run(good), tmp_path / "good-renamed.npz")
+    save_member(load_run(good), good / "member.npz")
     runs, _ = load_base_runs([str(good), str(fair)])
-    mixed, _ = load_base_runs([str(tmp_path / "good.npz"), str(fair)], labels=lambda: labels)
-    assert mixed[0].name == "good" and mixed[0].arch == "basic"
+    files = [str(tmp_path / "good-renamed.npz"), str(good / "member.npz")]
+    mixed, _ = load_base_runs([*files, str(fair)], labels=lambda: labels)
+    assert [run.name for run in mixed] == ["good-renamed", "good", "fair"]  # file, else its run
+    assert mixed[0].arch == "basic"
     np.testing.assert_array_equal(mixed[0].folds, runs[0].folds)
     np.testing.assert_allclose(
         mixed[0].oof_log_probabilities(slice(None)), runs[0].oof_log_probabilities(slice(None)),
@@ -203,7 +206,7 @@ def test_member_files_stand_in_for_their_runs(tmp_path, labels, capsys):
     assert accuracy(mixed[0].oof_logits, labels) == accuracy(runs[0].oof_logits, labels)
     shuffled = np.roll(labels, 1)
     with pytest.raises(Exception, match="other training rows"):
-        load_base_runs([str(tmp_path / "good.npz"), str(fair)], labels=lambda: shuffled)
+        load_base_runs([str(tmp_path / "good-renamed.npz"), str(fair)], labels=lambda: shuffled)
     (tmp_path / "bad.npz").write_bytes(b"not a member")
     with pytest.raises(Exception, match="not a member file"):
         load_base_runs([str(tmp_path / "bad.npz"), str(fair)], labels=lambda: labels)

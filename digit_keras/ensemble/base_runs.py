@@ -63,7 +63,11 @@ def save_member(run: BaseRun, path: Path) -> None:
 
 
 def load_member(path: Path, labels: np.ndarray) -> BaseRun:
-    """Read a member file; `labels` are the training labels, checked against its checksum."""
+    """Read a member file; `labels` are the training labels, checked against its checksum.
+
+    A member is named by its file (`basic-e20-tta.npz` is "basic-e20-tta"), except a run's own
+    `member.npz`, which keeps its run's name.
+    """
     try:
         with np.load(path) as saved:
             meta = json.loads(str(saved["meta"]))
@@ -78,7 +82,8 @@ def load_member(path: Path, labels: np.ndarray) -> BaseRun:
             f"vs {len(labels)}, or other labels); pass the same train.csv with --data"
         )
     # Log-probabilities are logits whose softmax is themselves, so they stand in for logits.
-    return BaseRun(meta["name"], meta["arch"], labels, folds, oof, test)
+    name = meta["name"] if path.name == MEMBER_FILE else path.stem
+    return BaseRun(name, meta["arch"], labels, folds, oof, test)
 
 
 def load_run(path: str | Path) -> BaseRun:
