@@ -60,23 +60,19 @@ def resumable_run_dir(
     return run_dir
 
 
-def discard_if_unstarted(run_dir: Path, progress: tuple[str, ...] = (BACKUP_DIR,)) -> None:
-    """Remove a new run directory that failed before anything matching a `progress` glob
-    (by default: a backed-up epoch) was written, so a failed start leaves nothing behind."""
-    if run_dir.is_dir() and not any(any(run_dir.glob(pattern)) for pattern in progress):
-        shutil.rmtree(run_dir)
-
-
 @contextlib.contextmanager
 def discarded_if_unstarted(
     run_dir: Path, progress: tuple[str, ...] = (BACKUP_DIR,), enabled: bool = True
 ) -> Iterator[Path]:
-    """Around a new run's work: if it fails (Ctrl-C included), `discard_if_unstarted`."""
+    """Around a new run's work: if it fails (Ctrl-C included) before anything matching a
+    `progress` glob (by default: a backed-up epoch) was written, remove `run_dir`, so a failed
+    start leaves nothing behind."""
     try:
         yield run_dir
     except BaseException:
-        if enabled:
-            discard_if_unstarted(run_dir, progress)
+        unstarted = not any(any(run_dir.glob(pattern)) for pattern in progress)
+        if enabled and run_dir.is_dir() and unstarted:
+            shutil.rmtree(run_dir)
         raise
 
 
