@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=META_LEARNER_NAMES,
         default="logistic",
         help="Super Learner meta-learner: multinomial logistic regression on the stacked "
-        "log-probabilities, convex weights, or the single best model (default logistic)",
+        "log-probabilities (one coefficient per model), convex weights, or the single best "
+        "model (default logistic)",
     )
     ensemble.add_argument("--seed", type=int, default=0, help="seeds the meta-learners' folds")
     ensemble.add_argument(

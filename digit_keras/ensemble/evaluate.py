@@ -88,7 +88,7 @@ def evaluate(members: list[BaseRun], rows: np.ndarray, seed: int = 0) -> list[Sc
                 f"super:{meta_name}",
                 accuracy(held_out, labels),
                 log_loss(held_out, labels),
-                model_weights(fitted, len(members)).tolist(),
+                model_weights(fitted).tolist(),
                 probabilities_10(fitted, test_features).argmax(axis=1),
             )
         )
