@@ -82,6 +82,9 @@ class OptimizerConfig:
     schedule: Literal["cosine", "exponential", "constant"] = "cosine"
     warmup_epochs: Annotated[Float, Ge(0.0)] = 0.0  # linear warm-up from 0 to learning_rate
     decay_rate: Float = 0.95  # exponential only: factor per epoch
+    # Keep an exponential moving average of the weights with this momentum per step and save
+    # the average (Polyak averaging); 0 = off. Per-epoch holdout figures are the raw weights'.
+    ema_momentum: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.0
 
 
 @dataclass

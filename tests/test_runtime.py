@@ -64,6 +64,26 @@ def test_sgd_weight_decay_is_the_papers_l2_coupled_to_the_gradient():
     assert restored.l2 == decay and restored.nesterov
 
 
+def test_ema_momentum_leaves_the_weights_average_in_the_model_after_fit():
+    """Four SGD steps of -0.1 take the weight to -0.4; fit ends with their moving average."""
+    import keras
+    import numpy as np
+
+    config = OptimizerConfig(
+        name="sgd", learning_rate=0.1, momentum=0.0, schedule="constant", ema_momentum=0.5
+    )
+    inputs = keras.Input((1,))
+    dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+    model = keras.Model(inputs, dense(inputs))
+    model.compile(optimizer=make_optimizer(config, 1, 1), loss=lambda _, pred: keras.ops.mean(pred))
+    ones = np.ones((4, 1), "float32")
+    model.fit(ones, ones, batch_size=1, epochs=1, verbose=0)
+    average = -0.1  # after step 1, then halfway towards each new weight
+    for weight in (-0.2, -0.3, -0.4):
+        average = 0.5 * average + 0.5 * weight
+    assert float(dense.kernel.numpy()[0, 0]) == pytest.approx(average)  # -0.3125, not -0.4
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

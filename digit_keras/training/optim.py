@@ -68,11 +68,15 @@ class L2SGD(keras.optimizers.SGD):
 
 
 def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
-    rate = make_schedule(config, steps_per_epoch, epochs)
+    """With `ema_momentum`, Keras's `fit` ends by writing the weights' moving average into the
+    model (`finalize_variable_values`), before batch-norm statistics are recomputed for it."""
+    common = {
+        "learning_rate": make_schedule(config, steps_per_epoch, epochs),
+        "use_ema": config.ema_momentum > 0,
+        "ema_momentum": config.ema_momentum or 0.99,  # Keras's default; unused when off
+    }
     if config.name == "adam":
-        return keras.optimizers.Adam(learning_rate=rate)
+        return keras.optimizers.Adam(**common)
     if config.name == "adamw":
-        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay)
-    return L2SGD(
-        l2=config.weight_decay, learning_rate=rate, momentum=config.momentum, nesterov=True
-    )
+        return keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
+    return L2SGD(l2=config.weight_decay, momentum=config.momentum, nesterov=True, **common)
