@@ -83,9 +83,9 @@ class TiedLogistic(ClassifierMixin, BaseEstimator):
     The tie is the fix: an untied stack (10 coefficients per model and class, 410 in all for
     four models) lost 14 images to its best member on 42,000 out-of-fold rows even with its L2
     strength chosen by inner cross-validation (2 images once log-probabilities were clipped at
-    -5: it fitted noise in their far tails). Tied, it has models + 10 parameters, needs no
-    regularisation, and can still sharpen or soften the pool (coefficients summing above or
-    below 1), which convex weights cannot. Fitted by L-BFGS on the exact log-likelihood.
+    -5, a sign that it fitted noise in their far tails). Tied, it has models + 10 parameters,
+    needs no regularisation, and can still sharpen or soften the pool (coefficients summing
+    above or below 1), which convex weights cannot. Fitted by L-BFGS on the exact likelihood.
     """
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> TiedLogistic:
