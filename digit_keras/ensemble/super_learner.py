@@ -18,12 +18,23 @@ CLASSES = 10
 META_FOLDS = 5
 
 
+def _per_model_log_probabilities(features: np.ndarray) -> np.ndarray:
+    """(N, models * 10) -> (N, models, 10): each base model's log-probabilities."""
+    return features.reshape(len(features), -1, CLASSES)
+
+
 def _per_model_probabilities(features: np.ndarray) -> np.ndarray:
-    """(N, models * 10) log-probabilities -> (N, models, 10) probabilities."""
-    return np.exp(features.reshape(len(features), -1, CLASSES))
+    return np.exp(_per_model_log_probabilities(features))
 
 
-class ConvexWeights(ClassifierMixin, BaseEstimator):
+class MetaLearner(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier over the ten digits whose label is its most probable class."""
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.predict_proba(features).argmax(axis=1)
+
+
+class ConvexWeights(MetaLearner):
     """Mixture of the base models' probabilities with non-negative weights summing to 1.
 
     The weights maximise the log-likelihood of the labels, a concave problem on the simplex;
@@ -54,11 +65,8 @@ class ConvexWeights(ClassifierMixin, BaseEstimator):
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return np.einsum("nmc,m->nc", _per_model_probabilities(features), self.weights_)
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        return self.predict_proba(features).argmax(axis=1)
 
-
-class DiscreteSuperLearner(ClassifierMixin, BaseEstimator):
+class DiscreteSuperLearner(MetaLearner):
     """The single base model with the lowest log-loss on the rows it is fitted on."""
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> DiscreteSuperLearner:
@@ -72,11 +80,8 @@ class DiscreteSuperLearner(ClassifierMixin, BaseEstimator):
         chosen = int(np.argmax(self.weights_))
         return _per_model_probabilities(features)[:, chosen]
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        return self.predict_proba(features).argmax(axis=1)
 
-
-class TiedLogistic(ClassifierMixin, BaseEstimator):
+class TiedLogistic(MetaLearner):
     """Multinomial logistic regression on the stacked log-probabilities with one coefficient per
     base model, shared by the ten classes, and a bias per class: softmax(sum_m w_m log p_m + b).
 
@@ -89,7 +94,7 @@ class TiedLogistic(ClassifierMixin, BaseEstimator):
     """
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> TiedLogistic:
-        per_model = features.reshape(len(features), -1, CLASSES)  # (N, models, 10)
+        per_model = _per_model_log_probabilities(features)
         models, rows = per_model.shape[1], np.arange(len(labels))
 
         def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
@@ -108,11 +113,8 @@ class TiedLogistic(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        per_model = features.reshape(len(features), -1, CLASSES)
+        per_model = _per_model_log_probabilities(features)
         return np.exp(log_softmax(_pooled(per_model, self.coef_, self.intercept_)))
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        return self.predict_proba(features).argmax(axis=1)
 
 
 def _pooled(per_model: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
