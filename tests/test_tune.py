@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from digit_keras.cli import main
 from digit_keras.config import default_config_path, default_space_path, load_config
+from digit_keras.serving.server import free_port
 from digit_keras.tuning.space import load_space
 
 TINY_SPACE = """
@@ -164,12 +164,6 @@ def test_an_interrupted_search_resumes_where_it_stopped(data_dir, space_file, tm
     assert "already finished" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_a_chief_and_two_workers_share_one_search_on_localhost(data_dir, tmp_path):
     """keras-tuner's distributed mode: the chief runs the oracle, two workers run the trials;
@@ -177,7 +171,7 @@ def test_a_chief_and_two_workers_share_one_search_on_localhost(data_dir, tmp_pat
     space_file = tmp_path / "space.toml"
     space_file.write_text(TINY_SPACE.replace("max_trials = 2", "max_trials = 4"))
     base_env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1"}
-    base_env["KERASTUNER_ORACLE_PORT"] = str(_free_port())
+    base_env["KERASTUNER_ORACLE_PORT"] = str(free_port())
     command = [sys.executable, "-m", "digit_keras", "tune", "--data", str(data_dir)]
     command += ["--space", str(space_file), "--batch-size", "32", "--out", "shared"]
     processes = [
