@@ -14,7 +14,6 @@ from digit_keras.ensemble.super_learner import (
     cross_validated_probabilities,
     make_meta_learner,
     model_weights,
-    probabilities_10,
 )
 from digit_keras.scoring import accuracy, log_loss
 
@@ -89,7 +88,7 @@ def evaluate(members: list[BaseRun], rows: np.ndarray, seed: int = 0) -> list[Sc
                 accuracy(held_out, labels),
                 log_loss(held_out, labels),
                 model_weights(fitted).tolist(),
-                probabilities_10(fitted, test_features).argmax(axis=1),
+                fitted.predict(test_features),
             )
         )
     return scored

@@ -28,7 +28,10 @@ def _per_model_probabilities(features: np.ndarray) -> np.ndarray:
 
 
 class MetaLearner(ClassifierMixin, BaseEstimator):
-    """A scikit-learn classifier over the ten digits whose label is its most probable class."""
+    """A scikit-learn classifier over the ten digits whose label is its most probable class.
+
+    predict_proba always has one column per digit, even for a digit absent from the rows it was
+    fitted on (classes_ is all ten), so callers need no column padding."""
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.predict_proba(features).argmax(axis=1)
@@ -141,13 +144,6 @@ def model_weights(meta: BaseEstimator) -> np.ndarray:
     return magnitude / magnitude.sum()
 
 
-def probabilities_10(meta: BaseEstimator, features: np.ndarray) -> np.ndarray:
-    """predict_proba with one column per digit, even if a class was absent when fitting."""
-    out = np.zeros((len(features), CLASSES))
-    out[:, meta.classes_] = meta.predict_proba(features)
-    return out
-
-
 def cross_validated_probabilities(
     meta: BaseEstimator, features: np.ndarray, labels: np.ndarray, seed: int = 0
 ) -> np.ndarray:
@@ -156,5 +152,5 @@ def cross_validated_probabilities(
     splitter = StratifiedKFold(META_FOLDS, shuffle=True, random_state=seed)
     for fit_rows, score_rows in splitter.split(features, labels):
         fitted = clone(meta).fit(features[fit_rows], labels[fit_rows])
-        out[score_rows] = probabilities_10(fitted, features[score_rows])
+        out[score_rows] = fitted.predict_proba(features[score_rows])
     return out
