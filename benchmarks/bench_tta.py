@@ -1,8 +1,9 @@
 """Test-time augmentation measured on out-of-fold rows of a finished cv run.
 
-Re-predicts each fold's held-out rows with its saved fold model, plain and with TTA (the image
-and its one-pixel shifts, digit_keras/inference.py), and prints both accuracies per fold and
-overall. With --member FILE it also predicts test.csv with TTA and writes the run as an
+Re-predicts each fold's held-out rows with its saved fold model, plain, with TTA (the image
+and its four one-pixel shifts, digit_keras/inference.py) and with the full 3x3 grid of one-pixel
+shifts (nine views, to see whether more views pay for their cost), and prints the accuracies per
+fold and overall. With --member FILE it also predicts test.csv with TTA and writes the run as an
 ensemble member file with TTA logits, so TTA members join `ensemble` without retraining.
 
     python benchmarks/bench_tta.py RUN_DIR [--data DIR] [--member FILE]
@@ -19,8 +20,8 @@ import numpy as np
 
 from digit_keras.data import load_test, load_train
 from digit_keras.ensemble.base_runs import BaseRun, save_member
-from digit_keras.inference import load_model, predict_logits
-from digit_keras.scoring import logit_scores
+from digit_keras.inference import load_model, predict_logits, tta_probabilities
+from digit_keras.scoring import logit_scores, softmax
 from digit_keras.training import cv, runs
 
 
@@ -28,6 +29,20 @@ def _scores(logits: np.ndarray, labels: np.ndarray) -> str:
     wrong = int(np.sum(logits.argmax(axis=1) != labels))
     scores = logit_scores(logits, labels)
     return f"{scores['accuracy']:.4%} ({wrong} wrong), log-loss {scores['log_loss']:.4f}"
+
+
+GRID_SHIFTS = tuple((rows, columns) for rows in (0, 1, -1) for columns in (0, 1, -1))
+
+
+def grid_logits(model, images: np.ndarray) -> np.ndarray:
+    """Log of the mean probabilities over the nine views of GRID_SHIFTS, as `predict_logits`
+    returns them for its five."""
+
+    def probabilities_of(views: np.ndarray) -> np.ndarray:
+        return softmax(predict_logits(model, views, cv.PREDICT_BATCH))
+
+    mean = tta_probabilities(probabilities_of, images, GRID_SHIFTS)
+    return np.log(np.clip(mean, np.finfo(np.float32).tiny, None)).astype(np.float32)
 
 
 def main() -> None:
@@ -45,6 +60,7 @@ def main() -> None:
     test_images = load_test("kaggle", args.data)[0] if args.member else None
     plain = np.full((len(labels), 10), np.nan, np.float32)
     tta = np.full_like(plain, np.nan)
+    grid = np.full_like(plain, np.nan)
     test_logits = []
     started = time.perf_counter()
     for fold in range(settings["trained_folds"]):
@@ -53,13 +69,16 @@ def main() -> None:
         model = load_model(directory / runs.MODEL_FILE)
         plain[rows] = np.load(directory / cv.OOF_LOGITS_FILE)
         tta[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH, tta=True)
+        grid[rows] = grid_logits(model, images[rows])
         if test_images is not None:
             test_logits.append(predict_logits(model, test_images, cv.PREDICT_BATCH, tta=True))
         print(f"fold {fold}: plain {_scores(plain[rows], labels[rows])}")
         print(f"fold {fold}: tta   {_scores(tta[rows], labels[rows])}")
+        print(f"fold {fold}: grid  {_scores(grid[rows], labels[rows])}")
     done = np.flatnonzero(~np.isnan(plain[:, 0]))
     print(f"all {len(done)} out-of-fold rows: plain {_scores(plain[done], labels[done])}")
     print(f"all {len(done)} out-of-fold rows: tta   {_scores(tta[done], labels[done])}")
+    print(f"all {len(done)} out-of-fold rows: grid  {_scores(grid[done], labels[done])}")
     print(f"{time.perf_counter() - started:.0f} s")
     if args.member:
         member = BaseRun(
