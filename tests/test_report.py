@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -68,6 +69,15 @@ def test_several_cv_runs_are_compared_as_an_ensemble(runs, tmp_path):
         assert f'<section id="curves-{name}">' in page
     assert re.search(r"The members disagree on <b>\d+</b> rows", page)
     assert (tmp_path / "ensemble-disagreement.png").is_file()
+    labels = np.load(runs / "cv-a" / "labels.npy")
+    held_out = np.load(runs / "cv-a" / "folds.npy") == 0
+    wrong = [
+        np.load(runs / name / "oof_logits.npy")[held_out].argmax(axis=1) != labels[held_out]
+        for name in ("cv-a", "cv-b")
+    ]
+    missed_by_both = np.sum(wrong[0] & wrong[1])
+    assert missed_by_both > 0  # tiny one-epoch models: the sentence below says something
+    assert f"Every member is wrong on <b>{missed_by_both:,}</b> rows" in page
 
 
 def test_report_renders_in_chromium_without_console_errors(runs, tmp_path):

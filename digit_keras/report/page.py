@@ -186,6 +186,8 @@ def _compare(
     mean = HeldOut(rows, labels[rows], mean_probabilities(probabilities))
     split = np.flatnonzero((votes != votes[0]).any(axis=0))
     mean_right = int(np.sum(mean.predicted[split] == mean.labels[split]))
+    missed_by_all = (votes != mean.labels).all(axis=0)
+    same_wrong_label = int(np.sum(missed_by_all & (votes == votes[0]).all(axis=0)))
     body = (
         f"<p>{len(rows):,} rows held out by every run. Super Learner scores are cross-validated "
         "over these rows; mean and vote fit nothing to them.</p>"
@@ -197,7 +199,12 @@ def _compare(
         )
         + _img(pictures, "comparison", "accuracy of members and methods")
         + f"<p>The members disagree on <b>{len(split):,}</b> rows; the mean ensemble is right on "
-        f"{mean_right:,} of them.</p>" + _img(pictures, "disagreement", "pairwise disagreement")
+        f"{mean_right:,} of them.</p>"
+        + _img(pictures, "disagreement", "pairwise disagreement")
+        + f"<p>Every member is wrong on <b>{missed_by_all.sum():,}</b> rows, all with the same "
+        f"wrong label on {same_wrong_label:,} of them: even an oracle that picked the right "
+        f"member for each row would stay at {1 - missed_by_all.mean():.2%} (members that err "
+        "on other rows raise that ceiling).</p>"
     )
     return mean, Section("comparison", "Members and ensembles", body)
 
