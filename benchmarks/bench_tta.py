@@ -64,10 +64,9 @@ def main() -> None:
     test_logits = []
     started = time.perf_counter()
     for fold in range(settings["trained_folds"]):
-        directory = cv.fold_dir(args.run, fold)
         rows = np.flatnonzero(folds == fold)
-        model = load_model(directory / runs.MODEL_FILE)
-        plain[rows] = np.load(directory / cv.OOF_LOGITS_FILE)
+        model = load_model(cv.fold_dir(args.run, fold) / runs.MODEL_FILE)
+        plain[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH)  # also for a --tta run
         tta[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH, tta=True)
         grid[rows] = grid_logits(model, images[rows])
         if test_images is not None:
