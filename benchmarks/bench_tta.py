@@ -20,8 +20,8 @@ import numpy as np
 
 from digit_keras.data import load_test, load_train
 from digit_keras.ensemble.base_runs import BaseRun, save_member
-from digit_keras.inference import load_model, predict_logits, tta_probabilities
-from digit_keras.scoring import logit_scores, softmax
+from digit_keras.inference import load_model, predict_logits
+from digit_keras.scoring import logit_scores
 from digit_keras.training import cv, runs
 
 
@@ -32,17 +32,6 @@ def _scores(logits: np.ndarray, labels: np.ndarray) -> str:
 
 
 GRID_SHIFTS = tuple((rows, columns) for rows in (0, 1, -1) for columns in (0, 1, -1))
-
-
-def grid_logits(model, images: np.ndarray) -> np.ndarray:
-    """Log of the mean probabilities over the nine views of GRID_SHIFTS, as `predict_logits`
-    returns them for its five."""
-
-    def probabilities_of(views: np.ndarray) -> np.ndarray:
-        return softmax(predict_logits(model, views, cv.PREDICT_BATCH))
-
-    mean = tta_probabilities(probabilities_of, images, GRID_SHIFTS)
-    return np.log(np.clip(mean, np.finfo(np.float32).tiny, None)).astype(np.float32)
 
 
 def main() -> None:
@@ -68,7 +57,9 @@ def main() -> None:
         model = load_model(cv.fold_dir(args.run, fold) / runs.MODEL_FILE)
         plain[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH)  # also for a --tta run
         tta[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH, tta=True)
-        grid[rows] = grid_logits(model, images[rows])
+        grid[rows] = predict_logits(
+            model, images[rows], cv.PREDICT_BATCH, tta=True, shifts=GRID_SHIFTS
+        )
         if test_images is not None:
             test_logits.append(predict_logits(model, test_images, cv.PREDICT_BATCH, tta=True))
         print(f"fold {fold}: plain {_scores(plain[rows], labels[rows])}")

@@ -147,10 +147,16 @@ def tta_probabilities(
 
 
 def predict_logits(
-    model, images: np.ndarray, batch_size: int = 512, tta: bool = False, fold: bool = True
+    model,
+    images: np.ndarray,
+    batch_size: int = 512,
+    tta: bool = False,
+    fold: bool = True,
+    shifts: tuple[tuple[int, int], ...] = TTA_SHIFTS,
 ) -> np.ndarray:
-    """Logits (N, 10) for uint8 images; with `tta`, the log of the views' mean probabilities
-    (their softmax is that mean). `fold=False` runs the model's own layers, unfolded."""
+    """Logits (N, 10) for uint8 images; with `tta`, the log of the mean probabilities over the
+    views `shifts` makes (their softmax is that mean). `fold=False` runs the model's own layers,
+    unfolded."""
     from digit_keras.data.pipeline import make_dataset
     from digit_keras.scoring import softmax
 
@@ -161,5 +167,5 @@ def predict_logits(
 
     if not tta:
         return logits(images)
-    mean = tta_probabilities(lambda views: softmax(logits(views)), images)
+    mean = tta_probabilities(lambda views: softmax(logits(views)), images, shifts)
     return np.log(np.clip(mean, np.finfo(np.float32).tiny, None)).astype(np.float32)
