@@ -99,19 +99,6 @@ def test_a_perfect_base_model_gets_almost_all_the_weight(labels):
         assert accuracy(held_out, labels) > 0.99, name
 
 
-def test_the_discrete_super_learner_keeps_the_most_accurate_member_not_the_best_calibrated(
-    labels,
-):
-    """An overconfident 90% model has the worse log-loss of the two; it is still chosen."""
-    overconfident = 10.0 * _logits_with_accuracy(labels, 0.9, seed=6)
-    calibrated = 0.5 * _logits_with_accuracy(labels, 0.85, seed=7)
-    features = _stacked(calibrated, overconfident)
-    per_model = [np.exp(log_softmax(x)) for x in (calibrated, overconfident)]
-    assert log_loss(per_model[1], labels) > log_loss(per_model[0], labels)
-    assert accuracy(per_model[1], labels) > accuracy(per_model[0], labels)
-    assert list(DiscreteSuperLearner().fit(features, labels).weights_) == [0, 1]
-
-
 def test_convex_weights_mix_two_complementary_models(labels):
     """Two 80% models that err on different rows: the best mixture uses both."""
     a = _logits_with_accuracy(labels, 0.8, seed=4)
