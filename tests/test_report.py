@@ -80,6 +80,14 @@ def test_several_cv_runs_are_compared_as_an_ensemble(runs, tmp_path):
     assert f"Every member is wrong on <b>{missed_by_both:,}</b> rows" in page
 
 
+def test_the_oracle_ceiling_says_plainly_when_no_row_is_missed_by_every_member():
+    from digit_keras.report.page import _oracle_ceiling
+
+    assert "No row is missed by every member" in _oracle_ceiling(np.zeros(4, bool), 0)
+    some = _oracle_ceiling(np.array([True, False, False, False]), 1)
+    assert "wrong on <b>1</b> rows" in some and "stay at 75.00%" in some
+
+
 def test_report_renders_in_chromium_without_console_errors(runs, tmp_path):
     chromedriver = shutil.which("chromedriver")
     if not chromedriver:

@@ -201,12 +201,24 @@ def _compare(
         + f"<p>The members disagree on <b>{len(split):,}</b> rows; the mean ensemble is right on "
         f"{mean_right:,} of them.</p>"
         + _img(pictures, "disagreement", "pairwise disagreement")
-        + f"<p>Every member is wrong on <b>{missed_by_all.sum():,}</b> rows, all with the same "
+        + _oracle_ceiling(missed_by_all, same_wrong_label)
+    )
+    return mean, Section("comparison", "Members and ensembles", body)
+
+
+def _oracle_ceiling(missed_by_all: np.ndarray, same_wrong_label: int) -> str:
+    """The best any ensemble that picks one member's label per row could score."""
+    if not missed_by_all.any():
+        return (
+            "<p>No row is missed by every member: an oracle that picked the right member for "
+            "each row would get all of them right.</p>"
+        )
+    return (
+        f"<p>Every member is wrong on <b>{missed_by_all.sum():,}</b> rows, all with the same "
         f"wrong label on {same_wrong_label:,} of them: even an oracle that picked the right "
         f"member for each row would stay at {1 - missed_by_all.mean():.2%} (members that err "
         "on other rows raise that ceiling).</p>"
     )
-    return mean, Section("comparison", "Members and ensembles", body)
 
 
 def _training(run: ReportRun, pictures: dict) -> Section:
