@@ -242,6 +242,24 @@ def test_image_predict_command(onnx_run, tmp_path, capsys):
     assert "1 of 2 pictures could not be read" in captured.err
 
 
+def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(onnx_run, tmp_path):
+    from digit_keras.serving.bundle import bundle
+
+    manifest = bundle(onnx_run, tmp_path / "bundled")
+    metrics = json.loads((onnx_run / "metrics.json").read_text())
+    assert manifest["command"] == f"make bundle: {metrics['command']}, then export --format onnx"
+    assert json.loads((tmp_path / "bundled" / "manifest.json").read_text()) == manifest
+    assert manifest["holdout_accuracy"] == metrics["holdout_accuracy"]
+    served = TestClient(create_app(load_served_model(tmp_path / "bundled")))
+    reference = TestClient(create_app(load_served_model(onnx_run)))
+    drawing = io.BytesIO()
+    drawn_seven().save(drawing, format="PNG")
+    answers = [
+        c.post("/predict", files=_upload(drawing.getvalue())).json() for c in (served, reference)
+    ]
+    assert answers[0] == answers[1]
+
+
 def test_serving_a_run_without_an_export_is_a_clear_error(tmp_path):
     (tmp_path / "run").mkdir()
     assert main(["serve", "--model", str(tmp_path / "run")]) == 2

@@ -36,7 +36,7 @@ def bundle(run_dir: Path, target: Path = BUNDLED_MODEL_DIR) -> dict:
         "holdout_accuracy": metrics["holdout_accuracy"],
         "holdout_images": metrics["holdout_images"],
         "trained": trained.strftime("%Y-%m-%d"),
-        "command": "make bundle: digit-keras fit --arch basic, then export --format onnx",
+        "command": f"make bundle: {metrics['command']}, then export --format onnx",
         "commit": runs.git_commit(),
         "precision": metrics["precision"],
         "wall_time_s": metrics["wall_time_s"],
