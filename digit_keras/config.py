@@ -84,6 +84,7 @@ class OptimizerConfig:
     decay_rate: Float = 0.95  # exponential only: factor per epoch
     # Keep an exponential moving average of the weights with this momentum per step and save
     # the average (Polyak averaging); 0 = off. Per-epoch holdout figures are the raw weights'.
+    # Lowered for runs too short to forget their first steps (optim.ema_momentum).
     ema_momentum: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.0
 
 

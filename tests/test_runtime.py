@@ -9,7 +9,13 @@ import pytest
 from digit_keras import runtime
 from digit_keras.config import OptimizerConfig
 from digit_keras.training.callbacks import progress_verbosity
-from digit_keras.training.optim import make_optimizer, make_schedule, warmup_steps
+from digit_keras.training.optim import (
+    MAX_EMA_START_SHARE,
+    ema_momentum,
+    make_optimizer,
+    make_schedule,
+    warmup_steps,
+)
 
 
 def _cpuinfo(tmp_path, flags: str) -> str:
@@ -70,18 +76,43 @@ def test_ema_momentum_leaves_the_weights_average_in_the_model_after_fit():
     import numpy as np
 
     config = OptimizerConfig(
-        name="sgd", learning_rate=0.1, momentum=0.0, schedule="constant", ema_momentum=0.5
+        name="sgd", learning_rate=0.1, momentum=0.0, schedule="constant", ema_momentum=0.25
     )
     inputs = keras.Input((1,))
     dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
     model = keras.Model(inputs, dense(inputs))
-    model.compile(optimizer=make_optimizer(config, 1, 1), loss=lambda _, pred: keras.ops.mean(pred))
+    model.compile(optimizer=make_optimizer(config, 4, 1), loss=lambda _, pred: keras.ops.mean(pred))
     ones = np.ones((4, 1), "float32")
     model.fit(ones, ones, batch_size=1, epochs=1, verbose=0)
-    average = -0.1  # after step 1, then halfway towards each new weight
+    average = -0.1  # after step 1, then three quarters of the way towards each new weight
     for weight in (-0.2, -0.3, -0.4):
-        average = 0.5 * average + 0.5 * weight
-    assert float(dense.kernel.numpy()[0, 0]) == pytest.approx(average)  # -0.3125, not -0.4
+        average = 0.25 * average + 0.75 * weight
+    assert float(dense.kernel.numpy()[0, 0]) == pytest.approx(average)  # -0.3734, not -0.4
+
+
+def test_ema_momentum_is_lowered_only_for_runs_too_short_to_forget_their_start():
+    config = OptimizerConfig(ema_momentum=0.999)
+    assert ema_momentum(config, steps_per_epoch=263, epochs=20) == 0.999  # a 5-fold recipe
+    short = ema_momentum(config, steps_per_epoch=21, epochs=1)
+    assert short < 0.999 and short**21 == pytest.approx(MAX_EMA_START_SHARE)
+    assert ema_momentum(OptimizerConfig(), 21, 1) == 0.0  # off stays off
+
+
+def test_a_short_run_with_a_weight_average_saves_a_model_as_good_as_without(data_dir, tmp_path):
+    """Three steps: an average at 0.999 from the first step would save an untrained model."""
+    from digit_keras.cli import main
+    from tests.conftest import holdout_accuracy_of
+
+    args = ["fit", "--data", str(data_dir), "--epochs", "1", "--batch-size", "96", "--lr", "0.02"]
+    for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
+        args += ["--set", f"{key}=0"]
+    args += ["--set", "model.width=8", "--seed", "0"]
+    assert main([*args, "--out", "plain"]) == 0
+    assert main([*args, "--set", "optimizer.ema_momentum=0.999", "--out", "averaged"]) == 0
+    plain = holdout_accuracy_of(tmp_path / "plain" / "model.keras")
+    averaged = holdout_accuracy_of(tmp_path / "averaged" / "model.keras")
+    assert plain >= 0.6, "the run did not learn: the check below would mean nothing"
+    assert averaged >= plain - 0.1
 
 
 class _Terminal(io.StringIO):

@@ -21,11 +21,26 @@ from digit_keras.config import OptimizerConfig
 # The warm-up never takes more than this share of a run: a 1-epoch smoke run with the recipes'
 # 1-epoch warm-up would otherwise spend all of its steps below the peak rate.
 MAX_WARMUP_SHARE = 0.1
+# The weight average keeps at most this share of the weights it started from (ema_momentum).
+MAX_EMA_START_SHARE = 0.01
 
 
 def warmup_steps(config: OptimizerConfig, steps_per_epoch: int, epochs: int) -> int:
     total = steps_per_epoch * epochs
     return min(round(config.warmup_epochs * steps_per_epoch), round(MAX_WARMUP_SHARE * total))
+
+
+def ema_momentum(config: OptimizerConfig, steps_per_epoch: int, epochs: int) -> float:
+    """The configured momentum, lowered for runs too short for it to forget where it started.
+
+    Keras's average starts at the first step's weights with no warm-up, and they keep a share of
+    momentum ** steps. At 0.999, a 21-step run (`fit --epochs 1 --limit 3000`) saved weights 98%
+    from its first step: 11.7% holdout accuracy against 90.7% without the average. Capping that
+    share at MAX_EMA_START_SHARE leaves 0.999 as it is from about 4,600 steps on (20 epochs of
+    `basic` on 5-fold training rows are 5,260).
+    """
+    total = max(steps_per_epoch * epochs, 1)
+    return min(config.ema_momentum, MAX_EMA_START_SHARE ** (1 / total))
 
 
 def make_schedule(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
@@ -73,7 +88,7 @@ def make_optimizer(config: OptimizerConfig, steps_per_epoch: int, epochs: int):
     common = {
         "learning_rate": make_schedule(config, steps_per_epoch, epochs),
         "use_ema": config.ema_momentum > 0,
-        "ema_momentum": config.ema_momentum or 0.99,  # Keras's default; unused when off
+        "ema_momentum": ema_momentum(config, steps_per_epoch, epochs) or 0.99,  # 0.99: unused
     }
     if config.name == "adam":
         return keras.optimizers.Adam(**common)
