@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from sklearn.datasets import load_digits
 from digit_keras.errors import UserError
 from digit_keras.predictors import load_predictor, locate
 from digit_keras.serving.preprocess import picture_to_digit
+from digit_keras.training import cv
 
 UCI_LEVELS = 16  # the UCI digits' grey levels run 0-16
 
@@ -43,8 +45,11 @@ def uci_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def models_of(spec: str) -> list[str]:
     """A cv run's fold models, or the one model `spec` names."""
-    folds = sorted(Path(spec).glob("fold-*/model.keras"))
-    return [str(path.parent) for path in folds] or [spec]
+    settings_file = Path(spec) / cv.CV_FILE
+    if not settings_file.is_file():
+        return [spec]
+    trained = json.loads(settings_file.read_text())["trained_folds"]
+    return [str(cv.fold_dir(Path(spec), fold)) for fold in range(trained)]
 
 
 def main() -> None:
