@@ -85,6 +85,15 @@ def tiny_overrides(name: str) -> list[str]:
             for key, value in TINY[name].items()]  # fmt: skip
 
 
+def three_step_fit_args(data_dir: Path) -> list[str]:
+    """`fit` of a width-8 `basic` for one epoch of three steps on the synthetic data, with no
+    dropout or augmentation: a run short enough that slow-moving averages have not caught up."""
+    args = ["fit", "--data", str(data_dir), "--epochs", "1", "--batch-size", "96", "--lr", "0.02"]
+    for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
+        args += ["--set", f"{key}=0"]
+    return [*args, "--set", "model.width=8", "--seed", "0"]
+
+
 REPO = Path(__file__).resolve().parent.parent
 # Runs `digit-keras` commands in one process (one JAX start-up) with TensorFlow unimportable.
 _JAX_CLI = textwrap.dedent(

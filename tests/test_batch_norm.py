@@ -12,7 +12,7 @@ from digit_keras.inference import load_model
 from digit_keras.models.batch_norm import FusedBatchNormalization
 from digit_keras.runtime import import_tensorflow
 from digit_keras.training.batch_norm import recalibrate_batch_norm
-from tests.conftest import synthetic_digits
+from tests.conftest import synthetic_digits, three_step_fit_args
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -55,10 +55,7 @@ def test_nested_models_are_recalibrated_too():
 def test_a_short_run_saves_a_model_as_good_in_inference_mode_as_in_training(data_dir, tmp_path):
     """Three steps of training: Keras's moving averages alone would still be near their
     initial values, and inference-mode accuracy near chance."""
-    args = ["fit", "--data", str(data_dir), "--epochs", "1", "--batch-size", "96", "--lr", "0.02"]
-    for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
-        args += ["--set", f"{key}=0"]
-    assert main([*args, "--set", "model.width=8", "--seed", "0", "--out", "run"]) == 0
+    assert main([*three_step_fit_args(data_dir), "--out", "run"]) == 0
     model = load_model(tmp_path / "run" / "model.keras")
     images, labels = synthetic_digits(320)  # the run's own data: train and holdout rows
     pixels = images[..., None].astype("float32")

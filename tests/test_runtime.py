@@ -101,12 +101,9 @@ def test_ema_momentum_is_lowered_only_for_runs_too_short_to_forget_their_start()
 def test_a_short_run_with_a_weight_average_saves_a_model_as_good_as_without(data_dir, tmp_path):
     """Three steps: an average at 0.999 from the first step would save an untrained model."""
     from digit_keras.cli import main
-    from tests.conftest import holdout_accuracy_of
+    from tests.conftest import holdout_accuracy_of, three_step_fit_args
 
-    args = ["fit", "--data", str(data_dir), "--epochs", "1", "--batch-size", "96", "--lr", "0.02"]
-    for key in ("model.dropout", "augment.rotation", "augment.zoom", "augment.shift"):
-        args += ["--set", f"{key}=0"]
-    args += ["--set", "model.width=8", "--seed", "0"]
+    args = three_step_fit_args(data_dir)
     assert main([*args, "--out", "plain"]) == 0
     assert main([*args, "--set", "optimizer.ema_momentum=0.999", "--out", "averaged"]) == 0
     plain = holdout_accuracy_of(tmp_path / "plain" / "model.keras")
