@@ -138,6 +138,14 @@ def test_every_architecture_exports_with_parity(name, tmp_path):
         assert report[fmt]["max_abs_diff"] <= TOLERANCE, fmt
 
 
+def test_a_deskewing_model_exports_with_parity(tmp_path):
+    model = build_model("basic", deskew=True, **TINY["basic"])
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    report = export(model, tmp_path, ("savedmodel", "onnx"), images)
+    for fmt in ("savedmodel", "onnx"):
+        assert report[fmt]["max_abs_diff"] <= TOLERANCE, fmt
+
+
 def test_parity_is_checked_against_the_trained_model_so_a_wrong_fold_fails(monkeypatch, tmp_path):
     import digit_keras.inference as inference
 

@@ -12,6 +12,7 @@ import keras  # noqa: E402
 
 from digit_keras.config import default_config_path, load_config  # noqa: E402
 from digit_keras.models import build_model, get_builder, list_models  # noqa: E402
+from digit_keras.models.deskew import Deskew  # noqa: E402
 from digit_keras.models.stats import describe  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
@@ -82,6 +83,50 @@ def test_tiny_model_shape_step_and_round_trips(name, tmp_path):
     rebuilt = keras.Model.from_config(model.get_config())
     rebuilt.set_weights(model.get_weights())
     np.testing.assert_allclose(rebuilt.predict(BATCH, verbose=0), expected, atol=1e-6)
+
+
+def _upright_slanted_and_blank() -> np.ndarray:
+    """Three images in [0, 1]: an upright bar, a bar leaning 6 columns over 20 rows, nothing."""
+    images = np.zeros((3, 28, 28, 1), "float32")
+    images[0, 4:24, 13:15] = 1.0
+    for row in range(4, 24):
+        left = 10 + (row - 4) // 3
+        images[1, row, left : left + 2] = 1.0
+    return images
+
+
+def test_deskew_stands_a_slanted_stroke_upright_and_leaves_an_upright_one_alone():
+    upright, slanted, blank = _upright_slanted_and_blank()
+    out = np.asarray(Deskew()(np.stack([upright, slanted, blank])))
+
+    def centre_columns(image):
+        rows = image[4:24, :, 0]
+        return (rows * np.arange(28)).sum(axis=1) / rows.sum(axis=1)
+
+    np.testing.assert_allclose(out[0], upright, atol=1e-6)
+    assert np.ptp(centre_columns(slanted)) == 6
+    assert np.ptp(centre_columns(out[1])) < 1
+    assert out[1].sum() == pytest.approx(slanted.sum(), rel=1e-3)
+    assert not out[2].any()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deskew_is_a_layer_in_front_of_every_network(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    plain = build_model(name, **TINY[name])
+    deskewed = build_model(name, deskew=True, **TINY[name])
+    deskewed.set_weights(plain.get_weights())
+    images = _upright_slanted_and_blank()
+    front = keras.Model(deskewed.input, deskewed.get_layer("deskew").output)
+    np.testing.assert_allclose(front(images * 255), Deskew()(images), atol=1e-5)
+    mirrored = (BATCH + BATCH[:, :, ::-1]) / 2  # left-right symmetric: no slant to remove
+    np.testing.assert_allclose(
+        deskewed.predict(mirrored, verbose=0), plain.predict(mirrored, verbose=0), atol=1e-5
+    )
+    deskewed.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    expected = deskewed.predict(BATCH, verbose=0)
+    np.testing.assert_allclose(loaded.predict(BATCH, verbose=0), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -19,6 +19,7 @@ from digit_keras.models.registry import register
 def basic(
     width: int = 32,
     dropout: float = 0.4,
+    deskew: bool = False,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
@@ -27,7 +28,7 @@ def basic(
     Takes raw pixel values 0-255; returns logits (apply softmax for probabilities), float32
     even under a mixed-precision policy.
     """
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, deskew=deskew)
     for stage, filters in enumerate((width, 2 * width), start=1):
         x = conv_bn_relu(x, filters, 3, padding="valid", name=f"stage{stage}_a")
         x = conv_bn_relu(x, filters, 3, padding="valid", name=f"stage{stage}_b")

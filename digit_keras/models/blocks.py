@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from digit_keras.models.batch_norm import FusedBatchNormalization
+from digit_keras.models.deskew import Deskew
 
 # PyTorch's default (its 0.1). Keras's 0.99 averages over ~100 steps, so at a high learning rate
 # the moving statistics trail the weights and early-epoch holdout scores collapse (11% after
@@ -49,12 +50,15 @@ def residual_stages(x, blocks: Sequence[int], widths: Sequence[int], block: Call
     return x
 
 
-def image_input(input_shape: tuple[int, int, int], pad: int = 0):
+def image_input(input_shape: tuple[int, int, int], pad: int = 0, deskew: bool = False):
     """The model input and what the first layer sees: every model takes raw pixel values 0-255
     and scales them to [0, 1] itself, so training, export and serving share one input contract.
-    With `pad`, the scaled image is zero-padded that many pixels a side (2: 28x28 to 32x32)."""
+    With `deskew`, each digit's slant is then sheared away (`Deskew`); with `pad`, the image is
+    zero-padded that many pixels a side (2: 28x28 to 32x32)."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
+    if deskew:
+        x = Deskew(name="deskew")(x)
     if pad:
         x = layers.ZeroPadding2D(pad, name="pad")(x)
     return inputs, x

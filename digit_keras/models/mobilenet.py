@@ -35,11 +35,12 @@ BLOCKS = (
 def mobilenet(
     alpha: float = 1.0,
     dropout: float = 0.2,
+    deskew: bool = False,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build MobileNet v1; `alpha` is the paper's width multiplier. Returns logits."""
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, deskew=deskew)
     x = conv_bn_relu(x, max(8, int(32 * alpha)), 3, name="stem")
     for index, (filters, strides) in enumerate(BLOCKS, start=1):
         name = f"block{index}"

@@ -70,13 +70,14 @@ def resnet50(
     blocks: tuple[int, ...] = (3, 4, 6, 3),
     width: int = 64,
     stem: str = "small",
+    deskew: bool = False,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build ResNet-50; `width` is stage 1's bottleneck width (stages use 1, 2, 4, 8x)."""
     if stem not in STEMS:
         raise ValueError(f"resnet50 stem must be one of {', '.join(STEMS)}; got {stem!r}")
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, deskew=deskew)
     if stem == "imagenet":
         x = conv_bn_relu(x, width, 7, 2, name="stem")
         x = layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
@@ -91,6 +92,7 @@ def resnet164(
     depth: int = 164,
     width: int = 16,
     pad: int = 2,
+    deskew: bool = False,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
@@ -98,7 +100,7 @@ def resnet164(
     if depth < 11 or (depth - 2) % 9:
         raise ValueError(f"resnet164 depth must be 9n + 2 (11, 20, ..., 164); got {depth}")
     per_stage = (depth - 2) // 9
-    inputs, x = image_input(input_shape, pad)
+    inputs, x = image_input(input_shape, pad, deskew=deskew)
     x = conv(x, width, 3, name="stem_conv")
     x = residual_stages(x, [per_stage] * 3, [width, 2 * width, 4 * width], preact_bottleneck)
     x = bn_relu(x, "final")

@@ -22,11 +22,12 @@ def vgg16(
     dense_units: int = 512,
     dropout: float = 0.5,
     pad: int = 2,
+    deskew: bool = False,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build VGG-16-BN; `width` is the first stage's filter count (stages use 1, 2, 4, 8, 8x)."""
-    inputs, x = image_input(input_shape, pad)
+    inputs, x = image_input(input_shape, pad, deskew=deskew)
     for stage, (multiple, convs) in enumerate(STAGES, start=1):
         for index in range(1, convs + 1):
             x = conv_bn_relu(x, width * multiple, 3, name=f"stage{stage}_conv{index}")

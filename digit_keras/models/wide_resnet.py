@@ -35,6 +35,7 @@ def wrn28_10(
     widen_factor: int = 10,
     dropout: float = 0.3,
     pad: int = 2,
+    deskew: bool = False,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
@@ -42,7 +43,7 @@ def wrn28_10(
     if depth < 10 or (depth - 4) % 6:
         raise ValueError(f"wrn28_10 depth must be 6n + 4 (10, 16, ..., 28); got {depth}")
     per_stage = (depth - 4) // 6
-    inputs, x = image_input(input_shape, pad)
+    inputs, x = image_input(input_shape, pad, deskew=deskew)
     x = conv(x, 16, 3, name="stem_conv")
     widths = [16 * widen_factor * 2**stage for stage in range(3)]
     x = residual_stages(x, [per_stage] * 3, widths, partial(wide_block, dropout=dropout))
