@@ -54,7 +54,7 @@ format: $(BIN)/.installed
 
 # The model that `serve` and picture `predict` use by default, in saved_models/default/: the
 # default recipe at 20 epochs with elastic distortion and weight EMA, which reads handwriting
-# that is not MNIST better (README: "On handwriting that is not MNIST").
+# that is not MNIST better (docs/results.md: "On handwriting that is not MNIST").
 BUNDLE_RECIPE := --epochs 20 --set augment.elastic_alpha=16 --set optimizer.ema_momentum=0.999
 bundle: $(BIN)/.installed
 	rm -rf saved_models/default-run
