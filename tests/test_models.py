@@ -12,6 +12,7 @@ import keras  # noqa: E402
 
 from digit_keras.config import default_config_path, load_config  # noqa: E402
 from digit_keras.models import build_model, get_builder, list_models  # noqa: E402
+from digit_keras.models.averaged import average_models  # noqa: E402
 from digit_keras.models.deskew import Deskew  # noqa: E402
 from digit_keras.models.stats import describe  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
@@ -127,6 +128,23 @@ def test_deskew_is_a_layer_in_front_of_every_network(name, tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     expected = deskewed.predict(BATCH, verbose=0)
     np.testing.assert_allclose(loaded.predict(BATCH, verbose=0), expected, atol=1e-6)
+
+
+def test_averaged_models_output_the_log_of_their_mean_probabilities(tmp_path):
+    members = []
+    for seed in (0, 1, 2):
+        keras.utils.set_random_seed(seed)
+        members.append(build_model("basic", **TINY["basic"]))
+    averaged = average_models(members)
+    probabilities = [keras.ops.softmax(m.predict(BATCH, verbose=0)) for m in members]
+    expected = np.mean([keras.ops.convert_to_numpy(p) for p in probabilities], axis=0)
+    got = keras.ops.convert_to_numpy(keras.ops.softmax(averaged.predict(BATCH, verbose=0)))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    averaged.save(tmp_path / "averaged.keras")
+    loaded = keras.saving.load_model(tmp_path / "averaged.keras")
+    np.testing.assert_allclose(loaded.predict(BATCH, verbose=0), averaged.predict(BATCH, verbose=0))
+    with pytest.raises(ValueError, match="at least two"):
+        average_models(members[:1])
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from digit_keras.cli import main
+from digit_keras.errors import UserError
 from digit_keras.serving.app import MAX_BATCH, create_app, load_served_model
 from digit_keras.serving.pictures import predict_pictures
 from digit_keras.serving.preprocess import BadImage, Limits, picture_to_digit, pixels_to_digit
@@ -245,9 +246,9 @@ def test_image_predict_command(onnx_run, tmp_path, capsys):
 def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(onnx_run, tmp_path):
     from digit_keras.serving.bundle import bundle
 
-    manifest = bundle(onnx_run, tmp_path / "bundled")
+    manifest = bundle([onnx_run], tmp_path / "bundled")
     metrics = json.loads((onnx_run / "metrics.json").read_text())
-    assert manifest["command"] == f"make bundle: {metrics['command']}, then export --format onnx"
+    assert manifest["command"] == f"make bundle: {metrics['command']}"
     assert json.loads((tmp_path / "bundled" / "manifest.json").read_text()) == manifest
     assert manifest["holdout_accuracy"] == metrics["holdout_accuracy"]
     served = TestClient(create_app(load_served_model(tmp_path / "bundled")))
@@ -257,7 +258,44 @@ def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(onnx
     answers = [
         c.post("/predict", files=_upload(drawing.getvalue())).json() for c in (served, reference)
     ]
-    assert answers[0] == answers[1]
+    assert answers[0]["label"] == answers[1]["label"]
+    np.testing.assert_allclose(answers[0]["probabilities"], answers[1]["probabilities"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_bundle_of_several_runs_serves_the_mean_of_their_probabilities(onnx_run, tmp_path):
+    from digit_keras.predictors import load_predictor, locate
+    from digit_keras.serving.bundle import bundle
+    from tests.conftest import synthetic_digits
+
+    data = onnx_run.parent / "data"
+    other = tmp_path / "seed1"
+    fit = ["fit", "--data", str(data), "--epochs", "1", "--batch-size", "32", "--out", str(other)]
+    assert main([*fit, "--set", "model.width=4", "--seed", "1"]) == 0
+    manifest = bundle([onnx_run, other], tmp_path / "bundled")
+
+    holdouts = [np.load(run / "holdout.npz") for run in (onnx_run, other)]
+    members = [np.exp(h["logits"]) / np.exp(h["logits"]).sum(1, keepdims=True) for h in holdouts]
+    mean_correct = np.mean(members, axis=0).argmax(1) == holdouts[0]["labels"]
+    assert manifest["models"] == 2 and manifest["holdout_accuracy"] == mean_correct.mean()
+    commands = [
+        json.loads((run / "metrics.json").read_text())["command"] for run in (onnx_run, other)
+    ]
+    assert manifest["command"] == f"make bundle: {commands[0]}; {commands[1]}; their mean"
+
+    images = synthetic_digits(40, seed=3)[0][..., None]
+    assert main(["export", "--model", str(other), "--format", "onnx", "--data", str(data)]) == 0
+    runs_probabilities = [  # float32, as the bundle computes
+        load_predictor(locate(str(run / "model.onnx")))(images, 64) for run in (onnx_run, other)
+    ]
+    served = load_served_model(tmp_path / "bundled").probabilities(images[..., 0])
+    np.testing.assert_allclose(served, np.mean(runs_probabilities, axis=0), atol=1e-5)
+
+    moved = tmp_path / "split1"
+    assert main([*fit[:-1], str(moved), "--set", "model.width=4", "--split-seed", "1"]) == 0
+    with pytest.raises(UserError, match="holds out other rows"):
+        bundle([onnx_run, moved], tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_serving_a_run_without_an_export_is_a_clear_error(tmp_path):

@@ -1,55 +1,93 @@
-"""Make the bundled default model from a finished, exported run (`make bundle` runs it).
+"""Make the bundled default model from finished runs (`make bundle` runs it).
 
-    python -m digit_keras.serving.bundle RUN_DIR [TARGET_DIR]
+    python -m digit_keras.serving.bundle RUN_DIR [RUN_DIR ...] [--out TARGET_DIR]
 
-Copies the run's model.onnx, and its model.keras without the optimizer state, into TARGET_DIR
-(default saved_models/default) with manifest.json: architecture, holdout accuracy, training
-date, the command and the commit.
+One run's model, or the mean of several runs' probabilities as one model
+(`models.averaged`), goes into TARGET_DIR (default saved_models/default) as model.keras
+(without optimizer state) and model.onnx (exported and checked against the Keras model), with
+manifest.json: architecture, holdout accuracy, training date, the commands and the commit. The
+runs must hold out the same rows of train.csv, so the holdout accuracy of their mean is measured
+on rows none of them trained on.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import shutil
-import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from digit_keras.atomic import atomic_path
 from digit_keras.errors import UserError
-from digit_keras.export import ONNX_FILE
-from digit_keras.inference import load_model
 from digit_keras.serving import BUNDLED_MODEL_DIR
 from digit_keras.training import runs
 
-FILES = (runs.MODEL_FILE, ONNX_FILE)
+CHECK_IMAGES = 256  # seeded random pixels the ONNX export is checked on
 
 
-def bundle(run_dir: Path, target: Path = BUNDLED_MODEL_DIR) -> dict:
-    missing = [name for name in (*FILES, runs.METRICS_FILE) if not (run_dir / name).is_file()]
-    if missing:
-        raise UserError(f"{run_dir}: missing {', '.join(missing)}; fit and export it first")
-    metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
-    trained = datetime.fromtimestamp((run_dir / runs.MODEL_FILE).stat().st_mtime, UTC)
-    manifest = {
-        "arch": metrics["arch"],
-        "holdout_accuracy": metrics["holdout_accuracy"],
-        "holdout_images": metrics["holdout_images"],
-        "trained": trained.strftime("%Y-%m-%d"),
-        "command": f"make bundle: {metrics['command']}, then export --format onnx",
-        "commit": runs.git_commit(),
-        "precision": metrics["precision"],
-        "wall_time_s": metrics["wall_time_s"],
-    }
+def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
+    from digit_keras.export import export
+    from digit_keras.inference import load_model, with_dtype
+    from digit_keras.models.averaged import average_models
+    from digit_keras.scoring import softmax
+
+    needed = (runs.MODEL_FILE, runs.METRICS_FILE, runs.HOLDOUT_FILE)
+    for run_dir in run_dirs:
+        missing = [name for name in needed if not (run_dir / name).is_file()]
+        if missing:
+            raise UserError(f"{run_dir}: missing {', '.join(missing)}; not a finished fit run")
+    metrics = [json.loads((run_dir / runs.METRICS_FILE).read_text()) for run_dir in run_dirs]
+    holdouts = [dict(np.load(run_dir / runs.HOLDOUT_FILE)) for run_dir in run_dirs]
+    for run_dir, holdout in zip(run_dirs[1:], holdouts[1:], strict=True):
+        if not np.array_equal(holdout["rows"], holdouts[0]["rows"]):
+            raise UserError(
+                f"{run_dir}: holds out other rows than {run_dirs[0]}; bundle runs trained with "
+                "the same data and --split-seed"
+            )
+    probabilities = np.mean([softmax(holdout["logits"]) for holdout in holdouts], axis=0)
+    correct = probabilities.argmax(axis=1) == holdouts[0]["labels"]
+
+    models = [load_model(run_dir / runs.MODEL_FILE) for run_dir in run_dirs]
+    if len(models) > 1:  # in float32, as served: export sets the dtype of top-level layers only
+        models = [average_models([with_dtype(m, "float32") for m in models])]
+    model = models[0]
     target.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target / ONNX_FILE) as tmp:
-        shutil.copyfile(run_dir / ONNX_FILE, tmp)
+    images = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, 28, 28, 1), dtype=np.uint8)
+    export(model, target, ("onnx",), images)  # atomic; refuses an export that disagrees
     with atomic_path(target / runs.MODEL_FILE) as tmp:  # weights only: no optimizer state
-        load_model(run_dir / runs.MODEL_FILE).save(tmp)
+        model.save(tmp)
+    trained = max((run_dir / runs.MODEL_FILE).stat().st_mtime for run_dir in run_dirs)
+    manifest = {
+        "arch": " + ".join(sorted({m["arch"] for m in metrics})),
+        "models": len(run_dirs),
+        "holdout_accuracy": float(correct.mean()),
+        "holdout_images": int(correct.size),
+        "member_holdout_accuracy": [m["holdout_accuracy"] for m in metrics],
+        "trained": datetime.fromtimestamp(trained, UTC).strftime("%Y-%m-%d"),
+        "command": "make bundle: "
+        + "; ".join(m["command"] for m in metrics)
+        + ("; their mean" if len(run_dirs) > 1 else ""),
+        "commit": runs.git_commit(),
+        "precision": metrics[0]["precision"],
+        "wall_time_s": round(sum(m["wall_time_s"] for m in metrics), 1),
+    }
     runs.write_json(target / "manifest.json", manifest)
     return manifest
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL_DIR, metavar="TARGET_DIR")
+    args = parser.parse_args(argv)
+    try:
+        print(json.dumps(bundle(args.runs, args.out), indent=2))
+    except UserError as err:
+        raise SystemExit(f"bundle: error: {err}") from None
+
+
 if __name__ == "__main__":
-    target = Path(sys.argv[2]) if len(sys.argv) > 2 else BUNDLED_MODEL_DIR
-    print(json.dumps(bundle(Path(sys.argv[1]), target), indent=2))
+    main()
