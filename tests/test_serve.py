@@ -145,6 +145,7 @@ def test_health_model_and_page(client, onnx_run):
     info = client.get("/model").json()
     metrics = json.loads((onnx_run / "metrics.json").read_text())
     assert info["arch"] == "basic" and info["holdout_accuracy"] == metrics["holdout_accuracy"]
+    assert info["models"] == 1
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
     assert client.get("/static/app.js").status_code == 200
@@ -288,7 +289,9 @@ def test_a_bundle_of_several_runs_serves_the_mean_of_their_probabilities(onnx_ru
     runs_probabilities = [  # float32, as the bundle computes
         load_predictor(locate(str(run / "model.onnx")))(images, 64) for run in (onnx_run, other)
     ]
-    served = load_served_model(tmp_path / "bundled").probabilities(images[..., 0])
+    served_model = load_served_model(tmp_path / "bundled")
+    assert TestClient(create_app(served_model)).get("/model").json()["models"] == 2
+    served = served_model.probabilities(images[..., 0])
     np.testing.assert_allclose(served, np.mean(runs_probabilities, axis=0), atol=1e-5)
 
     moved = tmp_path / "split1"

@@ -82,7 +82,7 @@ def _describe(folder: Path) -> dict[str, Any]:
     for name in ("manifest.json", "metrics.json"):
         if (folder / name).is_file():
             raw = json.loads((folder / name).read_text())
-            keys = ("arch", "holdout_accuracy", "trained", "command")
+            keys = ("arch", "models", "holdout_accuracy", "trained", "command")
             return {key: raw[key] for key in keys if key in raw}
     return {}
 
@@ -115,6 +115,7 @@ class SeedAnswer(BaseModel):
 class ModelInfo(BaseModel):
     path: str
     arch: str | None = None
+    models: int = Field(1, description="how many networks' probabilities are averaged")
     holdout_accuracy: float | None = None
     trained: str | None = None
     command: str | None = None
