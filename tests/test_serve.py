@@ -252,6 +252,12 @@ def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(onnx
     assert manifest["command"] == f"make bundle: {metrics['command']}"
     assert json.loads((tmp_path / "bundled" / "manifest.json").read_text()) == manifest
     assert manifest["holdout_accuracy"] == metrics["holdout_accuracy"]
+    assert manifest["onnx_max_abs_diff"] <= 1e-4
+    assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == [
+        "manifest.json",
+        "model.keras",
+        "model.onnx",
+    ]
     served = TestClient(create_app(load_served_model(tmp_path / "bundled")))
     reference = TestClient(create_app(load_served_model(onnx_run)))
     drawing = io.BytesIO()

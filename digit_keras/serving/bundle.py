@@ -4,8 +4,9 @@
 
 One run's model, or the mean of several runs' probabilities as one model
 (`models.averaged`), goes into TARGET_DIR (default saved_models/default) as model.keras
-(without optimizer state) and model.onnx (exported and checked against the Keras model), with
-manifest.json: architecture, holdout accuracy, training date, the commands and the commit. The
+(without optimizer state) and model.onnx (exported and checked against the Keras model on seeded
+random pixels), with manifest.json: architecture, holdout accuracy, training date, the commands,
+the commit and the ONNX check's largest probability difference. The
 runs must hold out the same rows of train.csv, so the holdout accuracy of their mean is measured
 on rows none of them trained on.
 """
@@ -29,7 +30,7 @@ CHECK_IMAGES = 256  # seeded random pixels the ONNX export is checked on
 
 
 def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
-    from digit_keras.export import export
+    from digit_keras.export import REPORT_FILE, export
     from digit_keras.inference import load_model, with_dtype
     from digit_keras.models.averaged import average_models
     from digit_keras.scoring import softmax
@@ -56,7 +57,8 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
     model = models[0]
     target.mkdir(parents=True, exist_ok=True)
     images = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, 28, 28, 1), dtype=np.uint8)
-    export(model, target, ("onnx",), images)  # atomic; refuses an export that disagrees
+    check = export(model, target, ("onnx",), images)["onnx"]  # refuses an export that disagrees
+    (target / REPORT_FILE).unlink()  # its parity figure goes into the manifest instead
     with atomic_path(target / runs.MODEL_FILE) as tmp:  # weights only: no optimizer state
         model.save(tmp)
     trained = max((run_dir / runs.MODEL_FILE).stat().st_mtime for run_dir in run_dirs)
@@ -72,6 +74,7 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
         + ("; their mean" if len(run_dirs) > 1 else ""),
         "commit": runs.git_commit(),
         "precision": metrics[0]["precision"],
+        "onnx_max_abs_diff": check["max_abs_diff"],
         "wall_time_s": round(sum(m["wall_time_s"] for m in metrics), 1),
     }
     runs.write_json(target / "manifest.json", manifest)
