@@ -41,7 +41,7 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
         if missing:
             raise UserError(f"{run_dir}: missing {', '.join(missing)}; not a finished fit run")
     metrics = [json.loads((run_dir / runs.METRICS_FILE).read_text()) for run_dir in run_dirs]
-    holdouts = [dict(np.load(run_dir / runs.HOLDOUT_FILE)) for run_dir in run_dirs]
+    holdouts = [_holdout(run_dir) for run_dir in run_dirs]
     for run_dir, holdout in zip(run_dirs[1:], holdouts[1:], strict=True):
         if not np.array_equal(holdout["rows"], holdouts[0]["rows"]):
             raise UserError(
@@ -79,6 +79,12 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
     }
     runs.write_json(target / "manifest.json", manifest)
     return manifest
+
+
+def _holdout(run_dir: Path) -> dict[str, np.ndarray]:
+    """The run's holdout rows, labels and logits (`holdout.npz`), read and closed."""
+    with np.load(run_dir / runs.HOLDOUT_FILE) as saved:
+        return dict(saved)
 
 
 def main(argv: list[str] | None = None) -> None:
