@@ -173,6 +173,11 @@ def _replace_dir(target: Path, write) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def random_images(count: int) -> np.ndarray:
+    """Seeded random pixels (uint8, count x 28 x 28 x 1) to check an export on without data."""
+    return np.random.default_rng(0).integers(0, 256, (count, 28, 28, 1), dtype=np.uint8)
+
+
 def export_run(
     run_dir: Path,
     formats: tuple[str, ...] = FORMATS,
@@ -193,8 +198,7 @@ def export_run(
         images = load_test(runs.run_dataset(run_dir), data_dir)[0][:check_images]
         checked_on = "test-set images"
     except DataError:
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (check_images, 28, 28, 1), dtype=np.uint8)
+        images = random_images(check_images)
         checked_on = "random images (no test set found)"
     report = export(load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, opset)
     for fmt in formats:

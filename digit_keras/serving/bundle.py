@@ -30,10 +30,11 @@ CHECK_IMAGES = 256  # seeded random pixels the ONNX export is checked on
 
 
 def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
-    from digit_keras.export import REPORT_FILE, export
+    from digit_keras.ensemble.combine import mean_probabilities
+    from digit_keras.export import REPORT_FILE, export, random_images
     from digit_keras.inference import load_model, with_dtype
     from digit_keras.models.averaged import average_models
-    from digit_keras.scoring import softmax
+    from digit_keras.scoring import accuracy, softmax
 
     needed = (runs.MODEL_FILE, runs.METRICS_FILE, runs.HOLDOUT_FILE)
     for run_dir in run_dirs:
@@ -48,16 +49,17 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
                 f"{run_dir}: holds out other rows than {run_dirs[0]}; bundle runs trained with "
                 "the same data and --split-seed"
             )
-    probabilities = np.mean([softmax(holdout["logits"]) for holdout in holdouts], axis=0)
-    correct = probabilities.argmax(axis=1) == holdouts[0]["labels"]
+    labels = holdouts[0]["labels"]
+    probabilities = mean_probabilities(np.stack([softmax(h["logits"]) for h in holdouts]))
 
     models = [load_model(run_dir / runs.MODEL_FILE) for run_dir in run_dirs]
     if len(models) > 1:  # in float32, as served: export sets the dtype of top-level layers only
         models = [average_models([with_dtype(m, "float32") for m in models])]
     model = models[0]
     target.mkdir(parents=True, exist_ok=True)
-    images = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, 28, 28, 1), dtype=np.uint8)
-    check = export(model, target, ("onnx",), images)["onnx"]  # refuses an export that disagrees
+    check = export(model, target, ("onnx",), random_images(CHECK_IMAGES))[
+        "onnx"
+    ]  # refuses an export that disagrees
     (target / REPORT_FILE).unlink()  # its parity figure goes into the manifest instead
     with atomic_path(target / runs.MODEL_FILE) as tmp:  # weights only: no optimizer state
         model.save(tmp)
@@ -65,8 +67,8 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
     manifest = {
         "arch": " + ".join(sorted({m["arch"] for m in metrics})),
         "models": len(run_dirs),
-        "holdout_accuracy": float(correct.mean()),
-        "holdout_images": int(correct.size),
+        "holdout_accuracy": accuracy(probabilities, labels),
+        "holdout_images": len(labels),
         "member_holdout_accuracy": [m["holdout_accuracy"] for m in metrics],
         "trained": datetime.fromtimestamp(trained, UTC).strftime("%Y-%m-%d"),
         "command": "make bundle: "
