@@ -18,7 +18,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Lt
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import Strict, TypeAdapter, ValidationError
 
 from digit_keras.errors import ConfigError
@@ -63,10 +63,13 @@ class AugmentConfig:
     # Gaussian of `elastic_sigma` pixels, scaled by `elastic_alpha` pixels; 0 = off.
     elastic_alpha: Annotated[Float, Ge(0.0)] = 0.0
     elastic_sigma: Annotated[Float, Gt(0.0)] = 4.0
+    # Stroke width: each image moves a random share, up to this, of the way to its 3x3 grey
+    # dilation (thicker strokes) or erosion (thinner); 0 = off, 1 = up to a pixel either way.
+    stroke: Annotated[Float, Ge(0.0), Le(1.0)] = 0.0
 
     @property
     def enabled(self) -> bool:
-        return any((self.rotation, self.zoom, self.shift, self.elastic_alpha))
+        return any((self.rotation, self.zoom, self.shift, self.elastic_alpha, self.stroke))
 
 
 @dataclass

@@ -12,6 +12,7 @@ keras = import_keras()
 from digit_keras.data.augment import (  # noqa: E402
     RandomAffine,
     affine_transforms,
+    change_stroke_width,
     elastic_displacements,
     gaussian_smoothing,
     warp,
@@ -149,4 +150,30 @@ def test_elastic_augmentation_changes_training_batches_and_keeps_its_config():
     wrapper = with_augmentation(build_model("basic", width=4), AugmentConfig(elastic_alpha=8.0), 0)
     config = wrapper.get_layer("augment").get_config()
     assert config["elastic_alpha"] == 8.0 and config["elastic_sigma"] == 4.0
+    assert RandomAffine.from_config(config).get_config() == config
+
+
+def test_stroke_width_change_dilates_erodes_or_blends_per_image():
+    dot = np.zeros((28, 28, 1), "float32")
+    dot[10, 10] = 200.0
+    block = np.zeros((28, 28, 1), "float32")
+    block[9:12, 9:12] = 200.0
+    images = np.stack([dot, block, dot, block])
+    changed = change_stroke_width(images, np.array([1.0, -1.0, 0.5, 0.0], "float32"))
+    changed = keras.ops.convert_to_numpy(changed)
+    np.testing.assert_array_equal(changed[0], block)  # a full dilation: the dot grows to 3x3
+    np.testing.assert_array_equal(changed[1], dot)  # a full erosion: the block shrinks to a dot
+    np.testing.assert_allclose(changed[2], (dot + block) / 2)  # halfway to the dilation
+    np.testing.assert_array_equal(changed[3], block)  # 0 leaves the image as it is
+
+
+def test_stroke_augmentation_changes_ink_both_ways_and_keeps_its_config():
+    images = _images(64)
+    layer = RandomAffine(0, 0, 0, seed=3, stroke=1.0)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
+    changed = keras.ops.convert_to_numpy(layer(images, training=True))
+    ink_ratio = changed.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
+    assert ink_ratio.min() < 0.9 and ink_ratio.max() > 1.1  # some digits thinner, some thicker
+    config = layer.get_config()
+    assert config["stroke"] == 1.0
     assert RandomAffine.from_config(config).get_config() == config

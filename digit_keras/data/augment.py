@@ -3,7 +3,8 @@
 Rotation, zoom and shift are folded into a single projective transform per image, so each
 image is interpolated once (three chained layers would blur it three times). An elastic
 distortion, when asked for, is added to the same map from output to input pixels, so it too
-costs no second interpolation. The matrices are
+costs no second interpolation. A stroke-width change, when asked for, thickens or thins each
+digit before it is resampled (people's pens are not MNIST's). The matrices are
 built with `keras.ops`, the random parameters drawn by `RandomAffine`, a Keras layer in a
 training-only wrapper around the network (`with_augmentation`), from a seeded
 `keras.random.SeedGenerator`: one implementation and one random stream on every backend. The
@@ -74,14 +75,26 @@ def warp(images, transforms, displacements):
     return ops.vectorized_map(sample, (images[..., 0], coordinates))[..., None]
 
 
+def change_stroke_width(images, amounts):
+    """Move each image of a float batch (B, H, W, 1) the share `amounts` (B,) of the way to its
+    3x3 grey dilation (amount > 0: thicker strokes) or erosion (amount < 0: thinner)."""
+    dilated = ops.max_pool(images, 3, strides=1, padding="same")
+    eroded = -ops.max_pool(-images, 3, strides=1, padding="same")
+    amounts = ops.reshape(amounts, (-1, 1, 1, 1))
+    target = ops.where(amounts > 0, dilated, eroded)
+    return images + ops.abs(amounts) * (target - images)
+
+
 def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerator):
-    """Rotate, zoom, shift (and elastically distort, if the config says so) a float batch
-    (B, H, W, 1) by parameters drawn from `seed`."""
+    """Rotate, zoom, shift (and elastically distort and change the stroke width of, if the
+    config says so) a float batch (B, H, W, 1) by parameters drawn from `seed`."""
     batch, side = ops.shape(images)[0], images.shape[1]
 
     def uniform(shape, limit):
         return keras.random.uniform(shape, -limit, limit, seed=seed)
 
+    if config.stroke:
+        images = change_stroke_width(images, uniform((batch,), config.stroke))
     angles = uniform((batch,), math.radians(config.rotation))
     scales = 1.0 + uniform((batch,), config.zoom)
     shifts = uniform((batch, 2), config.shift * side)
@@ -108,11 +121,12 @@ class RandomAffine(keras.layers.Layer):
         seed: int | None = None,
         elastic_alpha: float = 0.0,
         elastic_sigma: float = 4.0,
+        stroke: float = 0.0,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")  # interpolate in float32 under mixed precision
         super().__init__(**kwargs)
-        self.config = AugmentConfig(rotation, zoom, shift, elastic_alpha, elastic_sigma)
+        self.config = AugmentConfig(rotation, zoom, shift, elastic_alpha, elastic_sigma, stroke)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -133,6 +147,7 @@ class RandomAffine(keras.layers.Layer):
             "seed": self.seed,
             "elastic_alpha": self.config.elastic_alpha,
             "elastic_sigma": self.config.elastic_sigma,
+            "stroke": self.config.stroke,
         }
 
 
