@@ -35,13 +35,15 @@ def load_model(path: Path):
         raise UserError(f"{path}: cannot load model: {err}") from None
 
 
-def _foldable_pairs(model) -> dict[str, object]:
-    """Map each (depthwise) conv whose only consumer is a BatchNormalization to that BN.
+def _foldable_pairs(model) -> dict[int, tuple[object, object]]:
+    """Map id(conv) to (conv, BN) for each (depthwise) conv whose only consumer is a
+    BatchNormalization, in `model` and in the models nested in it.
 
+    Keyed by identity, not name: the members of an averaged model share their layers' names.
     The graph is read through public attributes only: each layer's `input` and `output` tensors
     (every layer of these models is called once) and the model's outputs.
     """
-    from keras import layers, tree
+    from keras import Model, layers, tree
 
     producer = {id(layer.output): layer for layer in model.layers}
     uses = Counter(id(tensor) for tensor in tree.flatten(model.outputs))
@@ -50,6 +52,8 @@ def _foldable_pairs(model) -> dict[str, object]:
             uses.update(id(tensor) for tensor in tree.flatten(layer.input))
     pairs = {}
     for layer in model.layers:
+        if isinstance(layer, Model):
+            pairs.update(_foldable_pairs(layer))
         if not isinstance(layer, layers.BatchNormalization) or layer.axis not in (-1, 3):
             continue
         conv = producer.get(id(layer.input))
@@ -58,24 +62,26 @@ def _foldable_pairs(model) -> dict[str, object]:
             and conv.data_format == "channels_last"
             and uses[id(conv.output)] == 1
         ):
-            pairs[conv.name] = layer
+            pairs[id(conv)] = (conv, layer)
     return pairs
 
 
 def with_dtype(model, dtype: str):
-    """A copy of `model` whose every layer computes in `dtype`, with the same weights."""
+    """A copy of `model` whose every layer, nested models' included, computes in `dtype`, with
+    the same weights."""
     import keras
 
     def clone(layer):
         return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
 
 
 def fold_batch_norm(model, dtype: str | None = None):
-    """An inference-only copy of `model` with (depthwise) conv -> BatchNormalization pairs merged.
+    """An inference-only copy of `model` with (depthwise) conv -> BatchNormalization pairs merged,
+    nested models' included.
 
     With `dtype` (e.g. "float32"), every layer of the copy computes in it, whatever policy the
     model trained under.
@@ -87,7 +93,7 @@ def fold_batch_norm(model, dtype: str | None = None):
     from keras import layers
 
     pairs = _foldable_pairs(model)
-    folded_bns = {bn.name for bn in pairs.values()}
+    folded_bns = {id(bn) for _, bn in pairs.values()}
 
     class FoldedBatchNorm(layers.Layer):
         """Stands where a folded BN stood; takes the BN's call arguments and passes data on."""
@@ -95,20 +101,25 @@ def fold_batch_norm(model, dtype: str | None = None):
         def call(self, inputs, training=None, mask=None):
             return inputs
 
+    copies = []  # (source layer, its copy), for every layer cloned
+
     def clone(layer):
         config = layer.get_config()
         if dtype is not None:
             config["dtype"] = dtype
-        if layer.name in pairs:
+        if id(layer) in pairs:
             config["use_bias"] = True
-        elif layer.name in folded_bns:
-            return FoldedBatchNorm(name=layer.name, dtype=dtype)
-        return layer.__class__.from_config(config)
+        if id(layer) in folded_bns:
+            copy = FoldedBatchNorm(name=layer.name, dtype=dtype)
+        else:
+            copy = layer.__class__.from_config(config)
+        copies.append((layer, copy))
+        return copy
 
-    folded = keras.models.clone_model(model, clone_function=clone)
-    for source in model.layers:
-        if source.name in pairs:
-            bn = pairs[source.name]
+    folded = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    for source, copy in copies:
+        if id(source) in pairs:
+            _, bn = pairs[id(source)]
             gamma, beta, mean, var = (np.asarray(w, dtype=np.float64) for w in bn.get_weights())
             kernel, *bias = (np.asarray(w, dtype=np.float64) for w in source.get_weights())
             scale = gamma / np.sqrt(var + bn.epsilon)
@@ -116,10 +127,9 @@ def fold_batch_norm(model, dtype: str | None = None):
             kernel_scale = scale
             if isinstance(source, layers.DepthwiseConv2D):  # kernel (h, w, in, multiplier)
                 kernel_scale = scale.reshape(kernel.shape[2:])
-            weights = [(kernel * kernel_scale).astype("float32"), shift.astype("float32")]
-            folded.get_layer(source.name).set_weights(weights)
-        elif source.weights and source.name not in folded_bns:
-            folded.get_layer(source.name).set_weights(source.get_weights())
+            copy.set_weights([(kernel * kernel_scale).astype("float32"), shift.astype("float32")])
+        elif source.weights and id(source) not in folded_bns:
+            copy.set_weights(source.get_weights())
     return folded
 
 

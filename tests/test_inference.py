@@ -13,8 +13,10 @@ from digit_keras.inference import (  # noqa: E402
     fold_batch_norm,
     predict_logits,
     shifted,
+    with_dtype,
 )
 from digit_keras.models import build_model, list_models  # noqa: E402
+from digit_keras.models.averaged import average_models  # noqa: E402
 from digit_keras.scoring import softmax  # noqa: E402
 from tests.conftest import TINY, synthetic_digits  # noqa: E402
 
@@ -54,6 +56,34 @@ def test_folding_removes_every_conv_bn_pair():
     assert all(folded.get_layer(n).use_bias for n in ("stage1_a_conv", "head_conv"))
     mobile = fold_batch_norm(build_model("mobilenet", **TINY["mobilenet"]))
     assert not any(isinstance(layer, layers.BatchNormalization) for layer in mobile.layers)
+
+
+def _all_layers(model):
+    """Every layer of `model`, those of the models nested in it included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def test_folding_and_dtype_reach_the_members_of_an_averaged_model():
+    keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        members = [_with_trained_statistics(build_model("basic", width=8)) for _ in range(2)]
+    finally:
+        keras.config.set_dtype_policy("float32")
+    averaged = average_models(members)
+    x = np.random.default_rng(3).random((8, 28, 28, 1)).astype("float32") * 255
+    expected = with_dtype(averaged, "float32")
+    assert {layer.dtype_policy.name for layer in _all_layers(expected)} == {"float32"}
+    folded = fold_batch_norm(averaged, dtype="float32")
+    kinds = [type(layer).__name__ for layer in _all_layers(folded)]
+    assert "BatchNormalization" not in kinds and kinds.count("FoldedBatchNorm") == 14
+    assert {layer.dtype_policy.name for layer in _all_layers(folded)} == {"float32"}
+    np.testing.assert_allclose(
+        folded.predict(x, verbose=0), expected.predict(x, verbose=0), atol=1e-4
+    )
 
 
 def test_bn_not_fed_by_a_lone_conv_is_left_alone():

@@ -32,7 +32,7 @@ CHECK_IMAGES = 256  # seeded random pixels the ONNX export is checked on
 def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
     from digit_keras.ensemble.combine import mean_probabilities
     from digit_keras.export import REPORT_FILE, export, random_images
-    from digit_keras.inference import load_model, with_dtype
+    from digit_keras.inference import load_model
     from digit_keras.models.averaged import average_models
     from digit_keras.scoring import accuracy, softmax
 
@@ -53,9 +53,7 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
     probabilities = mean_probabilities(np.stack([softmax(h["logits"]) for h in holdouts]))
 
     models = [load_model(run_dir / runs.MODEL_FILE) for run_dir in run_dirs]
-    if len(models) > 1:  # in float32, as served: export sets the dtype of top-level layers only
-        models = [average_models([with_dtype(m, "float32") for m in models])]
-    model = models[0]
+    model = average_models(models) if len(models) > 1 else models[0]
     target.mkdir(parents=True, exist_ok=True)
     check = export(model, target, ("onnx",), random_images(CHECK_IMAGES))[
         "onnx"
