@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,34 +98,33 @@ def _name_onnx_interface(path: Path) -> None:
 
 
 def export(
-    model, run_dir: Path, formats: tuple[str, ...], images: np.ndarray, opset: int | None = None
-) -> dict[str, Any]:
-    """Write each format into `run_dir`, verify it on `images` (uint8), record it in export.json.
+    model, out_dir: Path, formats: tuple[str, ...], images: np.ndarray, opset: int | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Write each format into `out_dir` and check it on `images` (uint8), yielding (format, its
+    check) as each one passes, so a caller can record it before the next is written.
 
     A format whose probabilities differ by more than TOLERANCE from the model as trained (its own
     layers, batch norm unfolded, computing in float32 as the export does) is removed again and
-    reported as an error: so a wrong batch-norm fold or a layer left in bf16 cannot pass.
+    raised as an error: so a wrong batch-norm fold or a layer left in bf16 cannot pass.
     """
     from digit_keras.inference import predict_logits, with_dtype
     from digit_keras.scoring import softmax
 
     serving = serving_model(model)
     expected = softmax(predict_logits(with_dtype(model, "float32"), images, fold=False))
-    report_path = run_dir / REPORT_FILE
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     for fmt in formats:
         started = time.perf_counter()
         if fmt == "savedmodel":
-            target = run_dir / SAVEDMODEL_DIR
+            target = out_dir / SAVEDMODEL_DIR
             write_savedmodel(serving, target)
             seconds = time.perf_counter() - started
             got = savedmodel_probabilities(savedmodel_signature(target), images)
         else:
-            target = run_dir / ONNX_FILE
+            target = out_dir / ONNX_FILE
             write_onnx(serving, target, opset)
             seconds = time.perf_counter() - started
             got = onnx_probabilities(onnx_session(target), images)
-        entry = {
+        check = {
             "path": str(target),
             "seconds": round(seconds, 2),
             "bytes": _size(target),
@@ -134,16 +134,14 @@ def export(
             "tolerance": TOLERANCE,
         }
         # Within TOLERANCE, labels can differ only on near-ties, so probabilities decide.
-        if entry["max_abs_diff"] > TOLERANCE:
+        if check["max_abs_diff"] > TOLERANCE:
             _remove(target)
             raise UserError(
                 f"{target}: exported model disagrees with the trained model (max probability "
-                f"difference {entry['max_abs_diff']:.2e}, labels agree on "
-                f"{entry['argmax_agreement']:.2%}); removed"
+                f"difference {check['max_abs_diff']:.2e}, labels agree on "
+                f"{check['argmax_agreement']:.2%}); removed"
             )
-        report[fmt] = entry
-        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
-    return report
+        yield fmt, check
 
 
 def _size(path: Path) -> int:
@@ -186,7 +184,8 @@ def export_run(
     opset: int | None = None,
 ) -> dict[str, Any]:
     """`digit-keras export`: export a finished run's model, checked on the first `check_images`
-    test-set images when the test set is at hand, else on seeded random pixels."""
+    test-set images when the test set is at hand, else on seeded random pixels, and record each
+    format's check in the run's export.json as it passes (formats exported before are kept)."""
     from digit_keras.data import load_test
     from digit_keras.errors import DataError
     from digit_keras.inference import load_model
@@ -200,7 +199,11 @@ def export_run(
     except DataError:
         images = random_images(check_images)
         checked_on = "random images (no test set found)"
-    report = export(load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, opset)
-    for fmt in formats:
-        report[fmt]["checked_on"] = checked_on
+    report_path = run_dir / REPORT_FILE
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    for fmt, check in export(
+        load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, opset
+    ):
+        report[fmt] = {**check, "checked_on": checked_on}
+        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
     return report

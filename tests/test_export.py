@@ -41,6 +41,7 @@ def test_export_both_formats_then_predict_the_same_labels_from_each(
     for fmt in ("savedmodel", "onnx"):
         assert report[fmt]["max_abs_diff"] <= TOLERANCE and report[fmt]["argmax_agreement"] == 1
         assert report[fmt]["checked_images"] == 50 and report[fmt]["bytes"] > 0
+        assert report[fmt]["checked_on"] == "test-set images"
     assert (trained_run / "savedmodel" / "saved_model.pb").is_file()
 
     import onnxruntime
@@ -140,7 +141,7 @@ def test_a_deskewing_model_exports_with_parity(tmp_path):
 
 def _assert_exports_with_parity(model, out_dir: Path) -> None:
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
-    report = export(model, out_dir, ("savedmodel", "onnx"), images)
+    report = dict(export(model, out_dir, ("savedmodel", "onnx"), images))
     for fmt in ("savedmodel", "onnx"):
         assert report[fmt]["max_abs_diff"] <= TOLERANCE, fmt
 
@@ -161,7 +162,7 @@ def test_parity_is_checked_against_the_trained_model_so_a_wrong_fold_fails(monke
     model = build_model("basic", **TINY["basic"])
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
     with pytest.raises(UserError, match="disagrees with the trained model"):
-        export(model, tmp_path, ("onnx",), images)
+        dict(export(model, tmp_path, ("onnx",), images))
     assert not (tmp_path / "model.onnx").exists()
 
 
