@@ -237,10 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument(
         "--meta",
         choices=META_LEARNER_NAMES,
-        default="logistic",
+        default="convex",
         help="Super Learner meta-learner: multinomial logistic regression on the stacked "
         "log-probabilities (one coefficient per model), convex weights, or the single best "
-        "model (default logistic)",
+        "model (default convex)",
     )
     ensemble.add_argument("--seed", type=int, default=0, help="seeds the meta-learners' folds")
     ensemble.add_argument(

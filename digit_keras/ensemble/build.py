@@ -28,7 +28,7 @@ class EnsembleResult:
 def build_ensemble(
     members: list[str],
     method: str = "super",
-    meta: str = "logistic",
+    meta: str = "convex",
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     dataset: str | None = None,
