@@ -71,7 +71,7 @@ def test_cv_writes_out_of_fold_logits_that_ensembles_combine(data_dir, tmp_path,
     assert main(["ensemble", "a", "b", "--every-row", "rows", "--out", "super.csv"]) == 0
     expected = {"a", "b", "mean", "vote", "super-logistic", "super-convex", "super-discrete"}
     assert {path.stem for path in (tmp_path / "rows").iterdir()} == expected
-    assert (tmp_path / "rows" / "super-logistic.csv").read_text() == (
+    assert (tmp_path / "rows" / "super-convex.csv").read_text() == (  # the default meta-learner
         tmp_path / "super.csv"
     ).read_text()
     assert main(["ensemble", "a", "b", "h", "--meta", "convex", "--out", "mixed.csv"]) == 0
