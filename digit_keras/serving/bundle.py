@@ -32,7 +32,7 @@ CHECK_IMAGES = 256  # seeded random pixels the ONNX export is checked on
 def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
     from digit_keras.ensemble.combine import mean_probabilities
     from digit_keras.export import export, random_images
-    from digit_keras.inference import load_model
+    from digit_keras.inference import load_model, with_dtype
     from digit_keras.models.averaged import average_models
     from digit_keras.scoring import accuracy, softmax
 
@@ -54,6 +54,7 @@ def bundle(run_dirs: Sequence[Path], target: Path = BUNDLED_MODEL_DIR) -> dict:
 
     models = [load_model(run_dir / runs.MODEL_FILE) for run_dir in run_dirs]
     model = average_models(models) if len(models) > 1 else models[0]
+    model = with_dtype(model, "float32")  # the saved model answers as its ONNX graph does
     target.mkdir(parents=True, exist_ok=True)
     # export refuses a graph that disagrees; its check goes into the manifest
     check = dict(export(model, target, ("onnx",), random_images(CHECK_IMAGES)))["onnx"]
