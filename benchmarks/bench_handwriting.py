@@ -7,10 +7,11 @@ the same preprocessing as a picture sent to the service (`serving.preprocess`), 
 8x8 grid is scaled up like any small picture: compare models on it, do not read it as the
 accuracy on a clear drawing.
 
-    python benchmarks/bench_handwriting.py MODEL [MODEL ...]
+    python benchmarks/bench_handwriting.py MODEL [MODEL ...] [--mean]
 
 MODEL is anything `predict --model` takes; a cv run directory stands for its fold models, scored
-one by one.
+one by one. `--mean` also scores the mean of every model's probabilities, the ensemble that
+`serving.bundle` would make of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from digit_keras.ensemble.combine import mean_probabilities
 from digit_keras.errors import UserError
 from digit_keras.predictors import load_predictor, locate
 from digit_keras.serving.preprocess import picture_to_digit
@@ -55,9 +57,13 @@ def models_of(spec: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="MODEL", help="model or cv run directory")
+    parser.add_argument(
+        "--mean", action="store_true", help="also score the mean of all the models' probabilities"
+    )
     args = parser.parse_args()
     images, labels = uci_digits()
     print(f"{len(labels):,} UCI handwritten digits (scikit-learn's load_digits), never trained on")
+    every_model = []
     for spec in args.models:
         accuracies = []
         for model in models_of(spec):
@@ -65,14 +71,25 @@ def main() -> None:
                 predict = load_predictor(locate(model))
             except UserError as err:
                 raise SystemExit(f"bench_handwriting: error: {err}") from None
-            correct = predict(images, 512).argmax(axis=1) == labels
-            accuracies.append(correct.mean())
-            print(f"{model}: {correct.mean():.2%} ({np.sum(~correct)} wrong)")
+            every_model.append(predict(images, 512))
+            _print_accuracy(model, every_model[-1], labels)
+            accuracies.append(np.mean(every_model[-1].argmax(axis=1) == labels))
         if len(accuracies) > 1:
             print(
                 f"{spec}: mean of {len(accuracies)} models {np.mean(accuracies):.2%} "
                 f"(from {min(accuracies):.2%} to {max(accuracies):.2%})"
             )
+    if args.mean:
+        _print_accuracy(
+            f"mean probability of {len(every_model)} models",
+            mean_probabilities(np.stack(every_model)),
+            labels,
+        )
+
+
+def _print_accuracy(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
+    correct = probabilities.argmax(axis=1) == labels
+    print(f"{name}: {correct.mean():.2%} ({np.sum(~correct)} wrong)")
 
 
 if __name__ == "__main__":
