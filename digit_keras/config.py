@@ -63,9 +63,9 @@ class AugmentConfig:
     # Gaussian of `elastic_sigma` pixels, scaled by `elastic_alpha` pixels; 0 = off.
     elastic_alpha: Annotated[Float, Ge(0.0)] = 0.0
     elastic_sigma: Annotated[Float, Gt(0.0)] = 4.0
-    # Stroke width: each image moves a random share, up to this, of the way to its 3x3 grey
-    # dilation (thicker strokes) or erosion (thinner); 0 = off, 1 = up to a pixel either way.
-    stroke: Annotated[Float, Ge(0.0), Le(1.0)] = 0.0
+    # Stroke width: each image's strokes grow by up to this many pixels on every side (3x3 grey
+    # dilations, fractions blended) or shrink by up to min(this, 1) (erosions); 0 = off.
+    stroke: Annotated[Float, Ge(0.0), Le(3.0)] = 0.0
 
     @property
     def enabled(self) -> bool:

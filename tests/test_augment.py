@@ -2,6 +2,7 @@
 `RandomAffine` layer and the training-only wrapper `fit` trains on every backend."""
 
 import numpy as np
+import pytest
 
 from digit_keras.config import AugmentConfig
 from digit_keras.runtime import import_keras
@@ -159,21 +160,26 @@ def test_stroke_width_change_dilates_erodes_or_blends_per_image():
     block = np.zeros((28, 28, 1), "float32")
     block[9:12, 9:12] = 200.0
     images = np.stack([dot, block, dot, block])
-    changed = change_stroke_width(images, np.array([1.0, -1.0, 0.5, 0.0], "float32"))
+    changed = change_stroke_width(images, np.array([1.0, -1.0, 0.5, 0.0], "float32"), 1.0)
     changed = keras.ops.convert_to_numpy(changed)
     np.testing.assert_array_equal(changed[0], block)  # a full dilation: the dot grows to 3x3
     np.testing.assert_array_equal(changed[1], dot)  # a full erosion: the block shrinks to a dot
     np.testing.assert_allclose(changed[2], (dot + block) / 2)  # halfway to the dilation
     np.testing.assert_array_equal(changed[3], block)  # 0 leaves the image as it is
+    grown = change_stroke_width(dot[None], np.array([1.5], "float32"), 2.0)
+    five = np.zeros_like(dot)
+    five[8:13, 8:13] = 200.0
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grown)[0], (block + five) / 2)
 
 
-def test_stroke_augmentation_changes_ink_both_ways_and_keeps_its_config():
+@pytest.mark.parametrize("stroke", [1.0, 2.0])
+def test_stroke_augmentation_changes_ink_both_ways_and_keeps_its_config(stroke):
     images = _images(64)
-    layer = RandomAffine(0, 0, 0, seed=3, stroke=1.0)
+    layer = RandomAffine(0, 0, 0, seed=3, stroke=stroke)
     assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
     changed = keras.ops.convert_to_numpy(layer(images, training=True))
     ink_ratio = changed.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
     assert ink_ratio.min() < 0.9 and ink_ratio.max() > 1.1  # some digits thinner, some thicker
     config = layer.get_config()
-    assert config["stroke"] == 1.0
+    assert config["stroke"] == stroke
     assert RandomAffine.from_config(config).get_config() == config

@@ -21,6 +21,9 @@ from keras import ops
 
 from digit_keras.config import AugmentConfig
 
+# MNIST's strokes are 2-3 pixels wide: thinning them by more than a pixel on each side erases them.
+MAX_THINNING = 1.0
+
 
 def affine_transforms(angles, scales, shifts, side: int):
     """Map output pixels back to input pixels, in the 8-number form `affine_transform` expects.
@@ -75,14 +78,19 @@ def warp(images, transforms, displacements):
     return ops.vectorized_map(sample, (images[..., 0], coordinates))[..., None]
 
 
-def change_stroke_width(images, amounts):
-    """Move each image of a float batch (B, H, W, 1) the share `amounts` (B,) of the way to its
-    3x3 grey dilation (amount > 0: thicker strokes) or erosion (amount < 0: thinner)."""
-    dilated = ops.max_pool(images, 3, strides=1, padding="same")
-    eroded = -ops.max_pool(-images, 3, strides=1, padding="same")
+def change_stroke_width(images, amounts, most: float):
+    """Thicken (amount > 0) or thin (amount < 0) the strokes of each image of a float batch
+    (B, H, W, 1) by `amounts` (B,) pixels on every side, |amounts| <= `most`.
+
+    One pixel is one 3x3 grey dilation or erosion; a fraction blends linearly between the whole
+    steps either side of it (0.5: halfway from the image to its dilation).
+    """
+    steps = {0: images}
+    for step in range(1, math.ceil(most) + 1):
+        steps[step] = ops.max_pool(steps[step - 1], 3, strides=1, padding="same")
+        steps[-step] = -ops.max_pool(-steps[-step + 1], 3, strides=1, padding="same")
     amounts = ops.reshape(amounts, (-1, 1, 1, 1))
-    target = ops.where(amounts > 0, dilated, eroded)
-    return images + ops.abs(amounts) * (target - images)
+    return sum(ops.relu(1.0 - ops.abs(amounts - step)) * image for step, image in steps.items())
 
 
 def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerator):
@@ -94,7 +102,9 @@ def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerato
         return keras.random.uniform(shape, -limit, limit, seed=seed)
 
     if config.stroke:
-        images = change_stroke_width(images, uniform((batch,), config.stroke))
+        thinnest = -min(config.stroke, MAX_THINNING)
+        amounts = keras.random.uniform((batch,), thinnest, config.stroke, seed=seed)
+        images = change_stroke_width(images, amounts, config.stroke)
     angles = uniform((batch,), math.radians(config.rotation))
     scales = 1.0 + uniform((batch,), config.zoom)
     shifts = uniform((batch, 2), config.shift * side)
