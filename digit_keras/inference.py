@@ -35,8 +35,8 @@ def load_model(path: Path):
         raise UserError(f"{path}: cannot load model: {err}") from None
 
 
-def _foldable_pairs(model) -> dict[int, tuple[object, object]]:
-    """Map id(conv) to (conv, BN) for each (depthwise) conv whose only consumer is a
+def _foldable_pairs(model) -> dict[int, object]:
+    """Map id(conv) to the BN layer for each (depthwise) conv whose only consumer is a
     BatchNormalization, in `model` and in the models nested in it.
 
     Keyed by identity, not name: the members of an averaged model share their layers' names.
@@ -62,7 +62,7 @@ def _foldable_pairs(model) -> dict[int, tuple[object, object]]:
             and conv.data_format == "channels_last"
             and uses[id(conv.output)] == 1
         ):
-            pairs[id(conv)] = (conv, layer)
+            pairs[id(conv)] = layer
     return pairs
 
 
@@ -93,7 +93,7 @@ def fold_batch_norm(model, dtype: str | None = None):
     from keras import layers
 
     pairs = _foldable_pairs(model)
-    folded_bns = {id(bn) for _, bn in pairs.values()}
+    folded_bns = {id(bn) for bn in pairs.values()}
 
     class FoldedBatchNorm(layers.Layer):
         """Stands where a folded BN stood; takes the BN's call arguments and passes data on."""
@@ -119,7 +119,7 @@ def fold_batch_norm(model, dtype: str | None = None):
     folded = keras.models.clone_model(model, clone_function=clone, recursive=True)
     for source, copy in copies:
         if id(source) in pairs:
-            _, bn = pairs[id(source)]
+            bn = pairs[id(source)]
             gamma, beta, mean, var = (np.asarray(w, dtype=np.float64) for w in bn.get_weights())
             kernel, *bias = (np.asarray(w, dtype=np.float64) for w in source.get_weights())
             scale = gamma / np.sqrt(var + bn.epsilon)
