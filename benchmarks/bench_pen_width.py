@@ -9,9 +9,11 @@ service's own step (`serving.preprocess.mnist_style`). PEN 0 is the re-drawing a
 from the original rows to PEN 0 is the price of another renderer and the drop after it is the
 pen's.
 
-    python benchmarks/bench_pen_width.py RUN [RUN ...] [--data DIR]
+    python benchmarks/bench_pen_width.py RUN [RUN ...] [--data DIR] [--mean]
 
 RUN is a fit run or a cv run (its fold models, each scored on the rows it did not train on).
+`--mean` also scores the mean of all the models' probabilities (the ensemble `serving.bundle`
+makes of fit runs that held out the same rows; refused for models that did not).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bench_handwriting import models_of
 from scipy import ndimage
 
 from digit_keras.data import load_train
+from digit_keras.ensemble.combine import mean_probabilities
 from digit_keras.errors import UserError
 from digit_keras.predictors import load_predictor, locate
 from digit_keras.serving.preprocess import mnist_style
@@ -45,8 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="fit or cv run directory")
     parser.add_argument("--data", help="folder with train.csv(.gz)")
+    parser.add_argument(
+        "--mean", action="store_true", help="also score the mean of all the models' probabilities"
+    )
     args = parser.parse_args()
     images = {}  # dataset -> its training images, read once
+    every_model = []  # (held-out rows, probabilities of each view)
     print("held-out rows: as they are, then re-drawn with pens " + ", ".join(map(str, PENS)))
     for spec in args.runs:
         table = []
@@ -63,11 +70,28 @@ def main() -> None:
                 raise SystemExit(f"bench_pen_width: error: {model}: {err}") from None
             held_out = images[dataset][rows].reshape(-1, 28, 28)
             views = [held_out] + [np.stack([redrawn(x, pen) for x in held_out]) for pen in PENS]
-            table.append([np.mean(predict(v[..., None], 512).argmax(1) == labels) for v in views])
+            probabilities = np.stack([predict(view[..., None], 512) for view in views])
+            every_model.append((rows, probabilities))
+            table.append(_accuracies(probabilities, labels))
             print(f"{model}: " + " / ".join(f"{a:.2%}" for a in table[-1]), flush=True)
         if len(table) > 1:
             means = np.mean(table, axis=0)
             print(f"{spec}: mean of {len(table)} models " + " / ".join(f"{a:.2%}" for a in means))
+    if args.mean:
+        if any(not np.array_equal(rows, every_model[0][0]) for rows, _ in every_model):
+            raise SystemExit(
+                "bench_pen_width: error: --mean needs models that held out the same rows"
+            )
+        mean = mean_probabilities(np.stack([p for _, p in every_model]))  # the same rows, labels
+        print(
+            f"mean probability of {len(every_model)} models: "
+            + " / ".join(f"{a:.2%}" for a in _accuracies(mean, labels))
+        )
+
+
+def _accuracies(probabilities: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Accuracy of each view's (views, N, 10) probabilities."""
+    return [float(np.mean(view.argmax(axis=1) == labels)) for view in probabilities]
 
 
 if __name__ == "__main__":
