@@ -64,7 +64,7 @@ class AugmentConfig:
     elastic_alpha: Annotated[Float, Ge(0.0)] = 0.0
     elastic_sigma: Annotated[Float, Gt(0.0)] = 4.0
     # Stroke width: each image's strokes grow by up to this many pixels on every side (3x3 grey
-    # dilations, fractions blended) or shrink by up to min(this, 0.5) (an erosion); 0 = off.
+    # dilations, fractions blended) or shrink by up to min(this, 0.5) (half an erosion); 0 = off.
     stroke: Annotated[Float, Ge(0.0), Le(3.0)] = 0.0
 
     @property
