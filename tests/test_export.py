@@ -16,7 +16,7 @@ from digit_keras.runtime import import_tensorflow
 from tests.conftest import TINY, run_cli_on_jax
 
 import_tensorflow()
-from digit_keras.export import TOLERANCE, export  # noqa: E402
+from digit_keras.export import TOLERANCE, export, random_images  # noqa: E402
 from digit_keras.models import build_model, list_models  # noqa: E402
 
 
@@ -140,7 +140,7 @@ def test_a_deskewing_model_exports_with_parity(tmp_path):
 
 
 def _assert_exports_with_parity(model, out_dir: Path) -> None:
-    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    images = random_images(16)
     report = dict(export(model, out_dir, ("savedmodel", "onnx"), images))
     for fmt in ("savedmodel", "onnx"):
         assert report[fmt]["max_abs_diff"] <= TOLERANCE, fmt
@@ -160,7 +160,7 @@ def test_parity_is_checked_against_the_trained_model_so_a_wrong_fold_fails(monke
 
     monkeypatch.setattr(inference, "fold_batch_norm", wrong_fold)
     model = build_model("basic", **TINY["basic"])
-    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    images = random_images(16)
     with pytest.raises(UserError, match="disagrees with the trained model"):
         dict(export(model, tmp_path, ("onnx",), images))
     assert not (tmp_path / "model.onnx").exists()
