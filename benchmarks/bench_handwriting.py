@@ -72,8 +72,7 @@ def main() -> None:
             except UserError as err:
                 raise SystemExit(f"bench_handwriting: error: {err}") from None
             every_model.append(predict(images, 512))
-            _print_accuracy(model, every_model[-1], labels)
-            accuracies.append(np.mean(every_model[-1].argmax(axis=1) == labels))
+            accuracies.append(_print_accuracy(model, every_model[-1], labels))
         if len(accuracies) > 1:
             print(
                 f"{spec}: mean of {len(accuracies)} models {np.mean(accuracies):.2%} "
@@ -87,9 +86,11 @@ def main() -> None:
         )
 
 
-def _print_accuracy(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
+def _print_accuracy(name: str, probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Print and return the accuracy of `probabilities` (N, 10)."""
     correct = probabilities.argmax(axis=1) == labels
     print(f"{name}: {correct.mean():.2%} ({np.sum(~correct)} wrong)")
+    return float(correct.mean())
 
 
 if __name__ == "__main__":
