@@ -107,6 +107,8 @@ class TrainConfig:
     # Images over which BatchNorm statistics are recomputed after training (0: keep Keras's
     # moving averages); see digit_keras/training/batch_norm.py.
     bn_recalibration_images: Annotated[Int, Ge(0)] = 8192
+    # Share of each target spread evenly over all classes (training/losses.py); 0 = hard labels.
+    label_smoothing: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.0
     model: dict[str, Any] = field(default_factory=dict)  # keyword overrides for the model builder
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

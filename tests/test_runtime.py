@@ -98,6 +98,31 @@ def test_ema_momentum_is_lowered_only_for_runs_too_short_to_forget_their_start()
     assert ema_momentum(OptimizerConfig(), 21, 1) == 0.0  # off stays off
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_the_loss_is_cross_entropy_against_smoothed_targets_over_weighted_rows(smoothing):
+    """Targets (1 - s) * one_hot + s / K; the zero-weight row (padding) counts for nothing."""
+    import numpy as np
+    from scipy.special import log_softmax
+
+    from digit_keras.training.losses import SparseCrossentropy
+
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0], [9.0, -9.0, 0.0]], "float32")
+    labels, weights = np.array([0, 2, 1]), np.array([1.0, 1.0, 0.0], "float32")
+    targets = np.eye(3)[labels] * (1 - smoothing) + smoothing / 3
+    expected = -(targets * log_softmax(logits, axis=1)).sum(axis=1)[:2].mean()
+    loss = SparseCrossentropy(smoothing)(labels, logits, sample_weight=weights)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_configured_label_smoothing_is_the_trainers_loss():
+    from digit_keras.config import TrainConfig, apply_overrides
+    from digit_keras.training.fit import build_and_compile
+
+    config = apply_overrides(TrainConfig(), {"label_smoothing": 0.1}, "--set")
+    trainer, _ = build_and_compile(config, steps_per_epoch=10)
+    assert trainer.loss.label_smoothing == 0.1
+
+
 def test_a_short_run_with_a_weight_average_saves_a_model_as_good_as_without(data_dir, tmp_path):
     """Three steps: an average at 0.999 from the first step would save an untrained model."""
     from digit_keras.cli import main

@@ -41,13 +41,13 @@ def build_and_compile(config: TrainConfig, steps_per_epoch: int):
 
     Call inside the strategy's scope. With augmentation on, the trainer wraps the network in it
     (augment.py); otherwise both are the network. Outputs are logits, so the loss applies the
-    softmax. Loss and accuracy both honour sample weights, so the
-    zero-weight rows that pad uneven evaluation batches on JAX (`ArrayBatches`) count for nothing.
+    softmax (with the config's label smoothing). Loss and accuracy both honour sample weights,
+    so the zero-weight rows that pad uneven evaluation batches on JAX (`ArrayBatches`) count for
+    nothing.
     """
-    import keras
-
     from digit_keras.data.augment import with_augmentation
     from digit_keras.models import build_model
+    from digit_keras.training.losses import SparseCrossentropy
     from digit_keras.training.optim import make_optimizer
 
     network = build_model(config.arch, **config.model)
@@ -56,9 +56,7 @@ def build_and_compile(config: TrainConfig, steps_per_epoch: int):
         trainer = with_augmentation(network, config.augment, config.seed)
     trainer.compile(
         optimizer=make_optimizer(config.optimizer, steps_per_epoch, config.epochs),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        ),
+        loss=SparseCrossentropy(config.label_smoothing),
         weighted_metrics=["accuracy"],
     )
     return trainer, network
