@@ -160,13 +160,13 @@ def test_stroke_width_change_dilates_erodes_or_blends_per_image():
     block = np.zeros((28, 28, 1), "float32")
     block[9:12, 9:12] = 200.0
     images = np.stack([dot, block, dot, block])
-    changed = change_stroke_width(images, np.array([1.0, -1.0, 0.5, 0.0], "float32"), 1.0)
+    changed = change_stroke_width(images, np.array([1.0, -1.0, 0.5, 0.0], "float32"), 1.0, 1.0)
     changed = keras.ops.convert_to_numpy(changed)
     np.testing.assert_array_equal(changed[0], block)  # a full dilation: the dot grows to 3x3
     np.testing.assert_array_equal(changed[1], dot)  # a full erosion: the block shrinks to a dot
     np.testing.assert_allclose(changed[2], (dot + block) / 2)  # halfway to the dilation
     np.testing.assert_array_equal(changed[3], block)  # 0 leaves the image as it is
-    grown = change_stroke_width(dot[None], np.array([1.5], "float32"), 2.0)
+    grown = change_stroke_width(dot[None], np.array([1.5], "float32"), 2.0, 0.0)
     five = np.zeros_like(dot)
     five[8:13, 8:13] = 200.0
     np.testing.assert_allclose(keras.ops.convert_to_numpy(grown)[0], (block + five) / 2)

@@ -79,17 +79,18 @@ def warp(images, transforms, displacements):
     return ops.vectorized_map(sample, (images[..., 0], coordinates))[..., None]
 
 
-def change_stroke_width(images, amounts, most: float):
+def change_stroke_width(images, amounts, thickest: float, thinnest: float):
     """Thicken (amount > 0) or thin (amount < 0) the strokes of each image of a float batch
-    (B, H, W, 1) by `amounts` (B,) pixels on every side, |amounts| <= `most`.
+    (B, H, W, 1) by `amounts` (B,) pixels on every side, -thinnest <= amounts <= thickest.
 
     One pixel is one 3x3 grey dilation or erosion; a fraction blends linearly between the whole
     steps either side of it (0.5: halfway from the image to its dilation).
     """
     steps = {0: images}
-    for step in range(1, math.ceil(most) + 1):
+    for step in range(1, math.ceil(thickest) + 1):
         steps[step] = ops.max_pool(steps[step - 1], 3, strides=1, padding="same")
-        steps[-step] = -ops.max_pool(-steps[-step + 1], 3, strides=1, padding="same")
+    for step in range(1, math.ceil(thinnest) + 1):
+        steps[-step] = -ops.max_pool(-steps[1 - step], 3, strides=1, padding="same")
     amounts = ops.reshape(amounts, (-1, 1, 1, 1))
     return sum(ops.relu(1.0 - ops.abs(amounts - step)) * image for step, image in steps.items())
 
@@ -103,9 +104,9 @@ def random_affine(images, config: AugmentConfig, seed: keras.random.SeedGenerato
         return keras.random.uniform(shape, -limit, limit, seed=seed)
 
     if config.stroke:
-        thinnest = -min(config.stroke, MAX_THINNING)
-        amounts = keras.random.uniform((batch,), thinnest, config.stroke, seed=seed)
-        images = change_stroke_width(images, amounts, config.stroke)
+        thinnest = min(config.stroke, MAX_THINNING)
+        amounts = keras.random.uniform((batch,), -thinnest, config.stroke, seed=seed)
+        images = change_stroke_width(images, amounts, config.stroke, thinnest)
     angles = uniform((batch,), math.radians(config.rotation))
     scales = 1.0 + uniform((batch,), config.zoom)
     shifts = uniform((batch, 2), config.shift * side)
