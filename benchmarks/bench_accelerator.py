@@ -1,15 +1,16 @@
-"""Train the big networks in holdout mode on an accelerator and report what they achieved.
+"""Train the big networks on an accelerator and report what they achieved.
 
 For each model: `digit-keras cv --holdout --arch NAME` with its config (fold 0 of 5, the holdout
-that k-fold runs and ensembles line up with), then a table of holdout accuracy, seconds per
-epoch (steady state: the first epoch, which compiles, is left out when there are more) and
-achieved training TFLOP/s (3 x forward FLOPs per image x training images/s; batch norm,
-activations and the optimizer are not counted). Everything small enough to copy back lands in
-OUT: summary.json and, per model, NAME.tar.gz with the run minus its weights (configs, metrics,
-history, TensorBoard logs, folds, labels, out-of-fold and test-set logits), which `ensemble`
-reads as it is.
+that k-fold runs and ensembles line up with), or with `--all-folds` every fold (out-of-fold
+predictions on all of train.csv, the rows the CPU members are scored on), then a table of
+accuracy, seconds per epoch (steady state: the first epoch, which compiles, is left out when
+there are more) and achieved training TFLOP/s (3 x forward FLOPs per image x training images/s;
+batch norm, activations and the optimizer are not counted). Everything small enough to copy back
+lands in OUT: summary.json and, per model, NAME.tar.gz with the run minus its weights (configs,
+metrics, history, TensorBoard logs, folds, labels, out-of-fold and test-set logits), which
+`ensemble` reads as it is.
 
-    KERAS_BACKEND=jax python benchmarks/bench_accelerator.py --out DIR \
+    KERAS_BACKEND=jax python benchmarks/bench_accelerator.py --out DIR [--all-folds] \
         [--models vgg16 resnet164 wrn28_10] [--data DIR] [-- extra cv flags, e.g. --epochs 2]
 """
 
@@ -53,9 +54,9 @@ def _summary(name: str, run_dir: Path, seconds: float) -> dict:
         "precision": fold["precision"],
         "epochs": len(epochs),
         "train_images": fold["train_images"],
-        "holdout_images": cv["oof_rows"],
-        "holdout_accuracy": cv["oof_accuracy"],
-        "holdout_log_loss": cv["oof_log_loss"],
+        "scored_rows": cv["oof_rows"],
+        "accuracy": cv["oof_accuracy"],
+        "log_loss": cv["oof_log_loss"],
         "first_epoch_s": epochs[0],
         "epoch_s": sum(steady) / len(steady),
         "train_images_per_s": fold["train_images_per_s"],
@@ -70,6 +71,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="results folder (created)")
     parser.add_argument("--models", nargs="*", default=BIG_MODELS)
     parser.add_argument("--data", help="folder with train.csv and test.csv")
+    parser.add_argument(
+        "--all-folds", action="store_true", help="train every fold, not only the holdout (fold 0)"
+    )
     parser.add_argument("cv_flags", nargs="*", help="after --: passed on to `digit-keras cv`")
     args = parser.parse_args()
 
@@ -77,23 +81,27 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     data = ["--data", args.data] if args.data else []
+    scope, folds = ("cv", []) if args.all_folds else ("holdout", ["--holdout"])
     rows = []
     for name in args.models:
-        run_dir = args.out / f"holdout-{name}"
+        run_dir = args.out / f"{scope}-{name}"
         started = time.perf_counter()
-        argv = ["cv", "--holdout", "--arch", name, "--out", str(run_dir), *data, *args.cv_flags]
+        argv = ["cv", "--arch", name, "--out", str(run_dir), *folds, *data, *args.cv_flags]
         if cli(argv) != 0:
             raise SystemExit(f"{name}: digit-keras cv failed")
         rows.append(_summary(name, run_dir, time.perf_counter() - started))
         _pack(run_dir, args.out / f"{name}.tar.gz")
         (args.out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
 
-    print(f"backend {backend()}; holdout = fold 0 of 5 of train.csv")
-    print(f"{'model':10s} {'holdout acc':>11s} {'epoch s':>8s} {'img/s':>8s} {'TFLOP/s':>8s}")
+    scored = "every fold's held-out rows" if args.all_folds else "holdout = fold 0 of 5"
+    print(f"backend {backend()}; accuracy on {scored} of train.csv")
+    header = ("model", "accuracy", "rows", "epoch s", "img/s", "TFLOP/s")
+    print("{:10s} {:>9s} {:>6s} {:>8s} {:>8s} {:>8s}".format(*header))
     for row in rows:
         print(
-            f"{row['arch']:10s} {row['holdout_accuracy']:11.4%} {row['epoch_s']:8.1f} "
-            f"{row['train_images_per_s']:8.0f} {row['train_tflops_per_s']:8.1f}"
+            f"{row['arch']:10s} {row['accuracy']:9.4%} {row['scored_rows']:6d} "
+            f"{row['epoch_s']:8.1f} {row['train_images_per_s']:8.0f} "
+            f"{row['train_tflops_per_s']:8.1f}"
         )
 
 
