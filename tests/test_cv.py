@@ -124,6 +124,13 @@ def test_cv_rejects_bad_folds_and_config_flags_on_resume(data_dir, tmp_path, cap
     assert not (tmp_path / "broken").exists()
     assert main(["cv", "--data", str(data_dir), "--folds", "1"]) == 2
     assert "--folds must be at least 2" in capsys.readouterr().err
+    # A process for one fold of a shared run makes the folder only once it can start.
+    shared = ["--out", str(tmp_path / "shared")]
+    assert main(["cv", "--data", str(data_dir), "--folds", "3", "--fold", "3", *shared]) == 2
+    assert "--fold must be 0 to 2 in a 3-fold run" in capsys.readouterr().err
+    assert main(["cv", "--data", str(tmp_path / "no-data"), "--fold", "0", *shared]) == 2
+    assert "no train.csv" in capsys.readouterr().err
+    assert not (tmp_path / "shared").exists()
     assert main(["cv", "--resume", "nothing"]) == 2
     assert "no cv.json here" in capsys.readouterr().err
     assert main(["cv", "--resume", "nothing", "--folds", "3", "--holdout"]) == 2

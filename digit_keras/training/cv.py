@@ -72,13 +72,16 @@ def start_cv(
     """
     if folds < 2:
         raise UserError(f"--folds must be at least 2, got {folds}")
+    trained_folds = 1 if holdout else folds
+    if only_fold is not None and not 0 <= only_fold < trained_folds:
+        mode = "holdout" if holdout else f"{folds}-fold"
+        raise UserError(f"--fold must be 0 to {trained_folds - 1} in a {mode} run")
     if only_fold is None:
         run_dir = runs.new_run_dir(f"{'holdout' if holdout else 'cv'}-{config.arch}", out)
     elif out is None:
         raise UserError("--fold needs --out DIR: the run directory every fold shares")
-    else:  # shared with the processes training the other folds
+    else:  # shared with the processes training the other folds; made once the data is read
         run_dir = Path(out)
-        run_dir.mkdir(parents=True, exist_ok=True)
     runs.announce(run_dir)
     with runs.discarded_if_unstarted(run_dir, PROGRESS, enabled=only_fold is None):
         metrics = cross_validate(
@@ -171,8 +174,6 @@ def cross_validate(
     assignment = stratified_folds(labels, folds, config.data.split_seed)
     trained_folds = 1 if holdout else folds
     mode = "holdout" if holdout else "kfold"
-    if only_fold is not None and not 0 <= only_fold < trained_folds:
-        raise UserError(f"--fold must be 0 to {trained_folds - 1} in this {mode} run")
     settings = {
         "mode": mode,
         "folds": folds,
@@ -192,6 +193,7 @@ def cross_validate(
     if joining:
         _check_same_run(run_dir, config, settings)
     elif not resuming:
+        run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
         save_npy_atomic(run_dir / FOLDS_FILE, assignment)
         save_npy_atomic(run_dir / LABELS_FILE, labels)
