@@ -72,10 +72,6 @@ def start_cv(
     """
     if folds < 2:
         raise UserError(f"--folds must be at least 2, got {folds}")
-    trained_folds = 1 if holdout else folds
-    if only_fold is not None and not 0 <= only_fold < trained_folds:
-        mode = "holdout" if holdout else f"{folds}-fold"
-        raise UserError(f"--fold must be 0 to {trained_folds - 1} in a {mode} run")
     if only_fold is None:
         run_dir = runs.new_run_dir(f"{'holdout' if holdout else 'cv'}-{config.arch}", out)
     elif out is None:
@@ -174,6 +170,9 @@ def cross_validate(
     assignment = stratified_folds(labels, folds, config.data.split_seed)
     trained_folds = 1 if holdout else folds
     mode = "holdout" if holdout else "kfold"
+    if only_fold is not None and not 0 <= only_fold < trained_folds:
+        shape = "holdout" if holdout else f"{folds}-fold"
+        raise UserError(f"--fold must be 0 to {trained_folds - 1} in a {shape} run")
     settings = {
         "mode": mode,
         "folds": folds,
