@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +45,10 @@ def uci_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def models_of(spec: str) -> list[str]:
-    """A cv run's fold models, or the one model `spec` names."""
-    settings_file = Path(spec) / cv.CV_FILE
-    if not settings_file.is_file():
+    """A cv run's models (folds or bag members), or the one model `spec` names."""
+    if not (Path(spec) / cv.CV_FILE).is_file():
         return [spec]
-    trained = json.loads(settings_file.read_text())["trained_folds"]
-    return [str(cv.fold_dir(Path(spec), fold)) for fold in range(trained)]
+    return [str(directory) for directory in cv.model_dirs(Path(spec))]
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ def main() -> None:
     started = time.perf_counter()
     for fold in range(settings["trained_folds"]):
         rows = np.flatnonzero(folds == fold)
-        model = load_model(cv.fold_dir(args.run, fold) / runs.MODEL_FILE)
+        model = load_model(cv.model_dirs(args.run)[fold] / runs.MODEL_FILE)
         plain[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH)  # also for a --tta run
         tta[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH, tta=True)
         grid[rows] = predict_logits(

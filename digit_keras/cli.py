@@ -121,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="train fold 0 only: a 1/FOLDS holdout, for nets too slow for every fold",
     )
     cv.add_argument(
+        "--bag",
+        type=int,
+        metavar="N",
+        help="train N members, each on its own random share of the rows outside fold 0, and "
+        "score them and their mean on fold 0, which none of them trains on",
+    )
+    cv.add_argument(
+        "--bag-fraction",
+        type=float,
+        metavar="F",
+        help="share of the rows outside fold 0 each bag member trains on, drawn without "
+        "replacement (default 0.9)",
+    )
+    cv.add_argument(
         "--seeds",
         metavar="S,S,...",
         help="one cv run per seed (same folds) in OUT/seed-<S>, then the mean +- std of their "
@@ -339,6 +353,7 @@ def resolve_config(args: argparse.Namespace):
 def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
     """A resumed run continues with its saved config, so flags that would change it are errors."""
     names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout", "fold", "tta")
+    names += ("bag", "bag_fraction")
     names += ("tuner", "space", "trial_epochs", "max_trials")
     given = [
         f"--{name.replace('_', '-').replace('trial-', '')}"
@@ -388,28 +403,36 @@ def run_cv(args: argparse.Namespace) -> None:
         result = cv.resume_cv(args.resume, args.data)
     else:
         result = cv.start_cv(
-            resolve_config(args),
-            args.folds or DEFAULT_FOLDS,
-            args.holdout,
-            args.data,
-            args.tta,
-            args.out,
-            only_fold=args.fold,
+            resolve_config(args), _scheme(args), args.data, args.tta, args.out, args.fold
         )
     metrics = result.metrics
     if "open_folds" in metrics:
         open_folds = ", ".join(map(str, metrics["open_folds"]))
         print(
-            f"fold {args.fold} finished; folds {open_folds} are not yet: the last fold to "
-            f"finish writes the merged results (or `cv --resume {result.run_dir}` trains what "
-            "is left)"
+            f"model {args.fold} finished; {open_folds} are not yet: the last to finish writes "
+            f"the merged results (or `cv --resume {result.run_dir}` trains what is left)"
         )
         return
+    if metrics["mode"] == "bag":
+        print(
+            f"bag members alone: {metrics['member_accuracy_mean']:.4%} +- "
+            f"{metrics['member_accuracy_std']:.4%} (mean +- sample std)"
+        )
     print(
         f"{metrics['mode']} out-of-fold accuracy: {metrics['oof_accuracy']:.4%} on "
         f"{metrics['oof_rows']} rows (log-loss {metrics['oof_log_loss']:.4f}); "
         f"{metrics['wall_time_s']:.0f} s; run dir: {result.run_dir}"
     )
+
+
+def _scheme(args: argparse.Namespace):
+    """Which models cv trains: --folds, --holdout, --bag and --bag-fraction."""
+    from digit_keras.training.cv import Scheme
+
+    if args.bag_fraction is not None and not args.bag:
+        raise UserError("--bag-fraction needs --bag N")
+    fraction = {} if args.bag_fraction is None else {"bag_fraction": args.bag_fraction}
+    return Scheme(args.folds or DEFAULT_FOLDS, args.holdout, args.bag or 0, **fraction)
 
 
 def run_cv_seeds(args: argparse.Namespace) -> None:
@@ -423,13 +446,7 @@ def run_cv_seeds(args: argparse.Namespace) -> None:
     if args.fold is not None:
         raise UserError("--fold trains one fold of one run; give it without --seeds")
     summary = cv.cv_seeds(
-        resolve_config(args),
-        _seed_list(args.seeds),
-        args.folds or DEFAULT_FOLDS,
-        args.holdout,
-        args.data,
-        args.tta,
-        args.out,
+        resolve_config(args), _seed_list(args.seeds), _scheme(args), args.data, args.tta, args.out
     )
     print(cv.format_seed_statistics(summary))
 

@@ -23,6 +23,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return scipy_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
 
 
+def mean_log_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Log of several models' mean probabilities, (models, ..., classes) -> (..., classes): how a
+    bag and a run's fold models combine."""
+    return np.log(softmax(logits).mean(axis=0))
+
+
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Share of rows whose highest score (logit or probability) is the true label."""
     from sklearn.metrics import accuracy_score

@@ -90,6 +90,7 @@ def test_wheel_and_sdist_metadata(dist):
     for shipped in (
         "digit_keras/configs/basic.toml",
         "digit_keras/configs/tune/wrn28_10.toml",
+        "digit_keras/configs/recipes/basic-bag15.toml",
         "digit_keras/serving/default_model/model.onnx",
         "digit_keras/serving/default_model/manifest.json",
         "digit_keras/serving/static/index.html",

@@ -1,8 +1,9 @@
 """Which rows train and which are held out: scikit-learn's stratified splits, seeded.
 
 `stratified_holdout` is the holdout of `fit` and `tune`; `stratified_folds` is the k-fold
-assignment `cv` trains on, which `ensemble` requires its members to share. Both depend only on
-the labels, the fraction or fold count and the seed, so runs of different architectures with the
+assignment `cv` trains on, which `ensemble` requires its members to share; `bag_rows` is the
+share of the rows outside fold 0 that one member of a `cv --bag` trains on. All depend only on
+the labels, the fraction or fold count and the seeds, so runs of different architectures with the
 same seed hold out the same rows and their predictions line up.
 """
 
@@ -41,3 +42,23 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     except ValueError as err:  # fewer rows than folds
         raise UserError(f"cannot split {len(labels)} rows into {folds} folds: {err}") from None
     return assignment
+
+
+def bag_rows(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int, member: int):
+    """Sorted rows a bag member trains on: a stratified random `fraction` of `pool`, drawn
+    without replacement, different for every (seed, member).
+
+    Without replacement, as the published 15-network bag did (each net on its own random 90%):
+    a bootstrap would show each member only about 63% of the distinct rows, and with augmentation
+    a repeated row adds little, so members would lose accuracy for no gain in diversity.
+    """
+    state = int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
+    try:
+        rows, _ = train_test_split(
+            pool, train_size=fraction, stratify=labels[pool], random_state=state
+        )
+    except ValueError as err:  # too few rows to leave every class out
+        raise UserError(
+            f"cannot draw a stratified {fraction:g} of {len(pool)} rows: {err}"
+        ) from None
+    return np.sort(rows)

@@ -18,7 +18,7 @@ import numpy as np
 
 from digit_keras.atomic import atomic_path
 from digit_keras.errors import UserError
-from digit_keras.scoring import log_softmax, softmax
+from digit_keras.scoring import log_softmax, mean_log_probabilities
 from digit_keras.training import cv, runs
 
 MEMBER_FILE = "member.npz"
@@ -42,7 +42,7 @@ class BaseRun:
 
     def test_log_probabilities(self) -> np.ndarray:
         """Log of the fold models' mean test-set probabilities: the run's test prediction."""
-        return np.log(softmax(self.test_logits).mean(axis=0))
+        return mean_log_probabilities(self.test_logits)
 
 
 def labels_checksum(labels: np.ndarray) -> str:

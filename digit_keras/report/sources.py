@@ -83,8 +83,7 @@ def _cv_run(path: Path, config_text: str, metrics: dict[str, Any]) -> ReportRun:
     logits = np.load(path / cv.OOF_LOGITS_FILE)
     rows = np.flatnonzero(~np.isnan(logits).any(axis=1))
     histories = {
-        f"fold {fold['fold']}": _history(cv.fold_dir(path, fold["fold"]))
-        for fold in metrics["folds"]
+        directory.name.replace("-", " "): _history(directory) for directory in cv.model_dirs(path)
     }
     held_out = HeldOut(rows, labels[rows], softmax(logits[rows]))
     return ReportRun(path, "cv", config_text, metrics, histories, held_out)

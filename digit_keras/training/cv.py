@@ -1,17 +1,21 @@
-"""K-fold cross-validation, or one fold of it: the work behind `digit-keras cv`.
+"""K-fold cross-validation, one fold of it, or a bag: the work behind `digit-keras cv`.
 
 A cv run directory holds:
   config.toml, cv.json   the resolved config; folds, mode, seed, row counts, data sources
   folds.npy              fold number of every training row (int8, N): a function of labels and seed
   labels.npy             the training labels (int32, N), so `ensemble` needs no CSV
-  fold-<k>/              a complete `fit`-style run per fold (model, history, TensorBoard, backup)
-                         plus oof_logits.npy (its held-out rows) and test_logits.npy (the test set)
+  fold-<k>/ (member-<m>/ in a bag)
+                         a complete `fit`-style run per model (model, history, TensorBoard, backup)
+                         plus train_rows.npy (the rows it trained on), oof_logits.npy (its held-out
+                         rows), test_logits.npy (the test set) and member.npz (the model alone)
   oof_logits.npy         out-of-fold logits for every row (N x 10; NaN for rows never held out)
-  test_logits.npy        test-set logits of each fold model (trained folds x T x 10)
+  test_logits.npy        test-set logits of each model (models x T x 10)
   member.npz             the run as a small, shareable ensemble member (ensemble/base_runs.py)
-  metrics.json           per-fold and overall out-of-fold accuracy and log-loss; written last
+  metrics.json           per-model and overall out-of-fold accuracy and log-loss; written last
 
 Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of the same seed.
+Bag mode trains N members on fold 0's holdout, each on its own random share of the other rows
+(`Scheme`); the run's out-of-fold logits on fold 0 are the log of the members' mean probability.
 `cv --seeds` trains one such run per seed (same folds) and `seed_statistics` says how much the
 recipe's out-of-fold scores move with the seed alone.
 
@@ -34,9 +38,9 @@ import numpy as np
 from digit_keras.atomic import save_npy_atomic, write_text_atomic
 from digit_keras.config import TrainConfig, load_config, to_toml
 from digit_keras.data import load_test, load_train
-from digit_keras.data.split import stratified_folds
+from digit_keras.data.split import bag_rows, stratified_folds
 from digit_keras.errors import UserError
-from digit_keras.scoring import logit_scores
+from digit_keras.scoring import logit_scores, mean_log_probabilities
 from digit_keras.training import runs
 
 CV_FILE = "cv.json"
@@ -44,10 +48,84 @@ SEEDS_FILE = "seeds.json"
 FOLDS_FILE = "folds.npy"
 LABELS_FILE = "labels.npy"
 OOF_LOGITS_FILE = "oof_logits.npy"
+TRAIN_ROWS_FILE = "train_rows.npy"
 TEST_LOGITS_FILE = "test_logits.npy"
 PREDICT_BATCH = 1024
 # What a cv run has to show for itself before a failure should leave it on disk.
-PROGRESS = (f"fold-*/{runs.BACKUP_DIR}", f"fold-*/{runs.MODEL_FILE}")
+PROGRESS = tuple(
+    f"{unit}-*/{done}" for unit in ("fold", "member") for done in (runs.BACKUP_DIR, runs.MODEL_FILE)
+)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """Which models a cv run trains, and on which rows.
+
+    kfold: one model per fold, held out of its fold. holdout: fold 0's model only. bag: `bag`
+    members, each trained on its own stratified random `bag_fraction` of the rows outside fold 0
+    (data/split.py says why without replacement) and all held out of fold 0, so the bag is scored
+    on rows none of its members saw and lines up with the fold-0 rows of every other run.
+    """
+
+    folds: int = 5
+    holdout: bool = False
+    bag: int = 0
+    bag_fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise UserError(f"--folds must be at least 2, got {self.folds}")
+        if self.bag < 0:
+            raise UserError(f"--bag must be a number of members (1 or more), got {self.bag}")
+        if self.bag and self.holdout:
+            raise UserError("--bag already holds out fold 0 only; drop --holdout")
+        if self.bag and not 0 < self.bag_fraction < 1:
+            raise UserError(f"--bag-fraction must be between 0 and 1, got {self.bag_fraction:g}")
+
+    @property
+    def mode(self) -> str:
+        return "bag" if self.bag else "holdout" if self.holdout else "kfold"
+
+    @property
+    def models(self) -> int:
+        return self.bag or (1 if self.holdout else self.folds)
+
+    @property
+    def unit(self) -> str:
+        """What one model is called in metrics.json ("fold" or "member")."""
+        return "member" if self.bag else "fold"
+
+    @property
+    def units(self) -> str:
+        return f"{self.unit}s"
+
+    def model_dir(self, run_dir: Path, index: int) -> Path:
+        return run_dir / f"{self.unit}-{index}"
+
+    def rows(
+        self, index: int, labels: np.ndarray, assignment: np.ndarray, split_seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, held-out rows) of model `index`."""
+        if not self.bag:
+            return np.flatnonzero(assignment != index), np.flatnonzero(assignment == index)
+        pool = np.flatnonzero(assignment != 0)
+        return bag_rows(labels, pool, self.bag_fraction, split_seed, index), np.flatnonzero(
+            assignment == 0
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The scheme as cv.json records it."""
+        bag = {"bag": self.bag, "bag_fraction": self.bag_fraction} if self.bag else {}
+        return {"mode": self.mode, "folds": self.folds, "trained_folds": self.models, **bag}
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Scheme:
+        return cls(
+            settings["folds"],
+            settings["mode"] == "holdout",
+            settings.get("bag", 0),
+            settings.get("bag_fraction", cls.bag_fraction),
+        )
 
 
 @dataclass
@@ -58,50 +136,43 @@ class CvResult:
 
 def start_cv(
     config: TrainConfig,
-    folds: int = 5,
-    holdout: bool = False,
+    scheme: Scheme = Scheme(),
     data_dir: str | Path | None = None,
     tta: bool = False,
     out: str | Path | None = None,
     only_fold: int | None = None,
 ) -> CvResult:
-    """`digit-keras cv`: a new cv run in `out` (default saved_models/cv-<arch>-<time>, or
-    holdout-<arch>-<time>); it leaves nothing behind if it fails before a fold makes progress.
+    """`digit-keras cv`: a new cv run in `out` (default saved_models/<mode>-<arch>-<time>, mode
+    cv, holdout or bag); it leaves nothing behind if it fails before a model makes progress.
 
     With `only_fold`, `out` is required: the directory every fold's process shares.
     """
-    if folds < 2:
-        raise UserError(f"--folds must be at least 2, got {folds}")
     if only_fold is None:
-        run_dir = runs.new_run_dir(f"{'holdout' if holdout else 'cv'}-{config.arch}", out)
+        prefix = {"kfold": "cv"}.get(scheme.mode, scheme.mode)
+        run_dir = runs.new_run_dir(f"{prefix}-{config.arch}", out)
     elif out is None:
         raise UserError("--fold needs --out DIR: the run directory every fold shares")
     else:  # shared with the processes training the other folds; made once the data is read
         run_dir = Path(out)
     runs.announce(run_dir)
     with runs.discarded_if_unstarted(run_dir, PROGRESS, enabled=only_fold is None):
-        metrics = cross_validate(
-            config, run_dir, folds, holdout, data_dir, tta, only_fold=only_fold
-        )
+        metrics = cross_validate(config, run_dir, scheme, data_dir, tta, only_fold=only_fold)
     return CvResult(run_dir, metrics)
 
 
 def resume_cv(path: str | Path, data_dir: str | Path | None = None) -> CvResult:
-    """`digit-keras cv --resume`: continue an unfinished cv run at its first open fold."""
+    """`digit-keras cv --resume`: continue an unfinished cv run at its first open model."""
     run_dir, config, settings = resumable_cv_dir(path)
     runs.announce(run_dir)
-    holdout, tta = settings["mode"] == "holdout", settings.get("tta", False)
-    metrics = cross_validate(
-        config, run_dir, settings["folds"], holdout, data_dir, tta, resuming=True
-    )
+    scheme, tta = Scheme.from_settings(settings), settings.get("tta", False)
+    metrics = cross_validate(config, run_dir, scheme, data_dir, tta, resuming=True)
     return CvResult(run_dir, metrics)
 
 
 def cv_seeds(
     config: TrainConfig,
     seeds: list[int],
-    folds: int = 5,
-    holdout: bool = False,
+    scheme: Scheme = Scheme(),
     data_dir: str | Path | None = None,
     tta: bool = False,
     out: str | Path | None = None,
@@ -115,15 +186,17 @@ def cv_seeds(
     with runs.discarded_if_unstarted(root, ("seed-*",)):
         for seed in seeds:
             seeded = dataclasses.replace(config, seed=seed)
-            run = start_cv(seeded, folds, holdout, data_dir, tta, out=root / f"seed-{seed}")
+            run = start_cv(seeded, scheme, data_dir, tta, out=root / f"seed-{seed}")
             run_dirs.append(run.run_dir)
     summary = seed_statistics(run_dirs)
     runs.write_json(root / SEEDS_FILE, summary)
     return summary
 
 
-def fold_dir(run_dir: Path, fold: int) -> Path:
-    return run_dir / f"fold-{fold}"
+def model_dirs(run_dir: Path) -> list[Path]:
+    """The directories of a cv run's models (folds or bag members), in order."""
+    scheme = Scheme.from_settings(json.loads((run_dir / CV_FILE).read_text()))
+    return [scheme.model_dir(run_dir, index) for index in range(scheme.models)]
 
 
 def resumable_cv_dir(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]]:
@@ -136,47 +209,46 @@ def resumable_cv_dir(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any
 def cross_validate(
     config: TrainConfig,
     run_dir: Path,
-    folds: int,
-    holdout: bool = False,
+    scheme: Scheme,
     data_dir: str | Path | None = None,
     tta: bool = False,
     resuming: bool = False,
     verbose: str | int = "auto",
     only_fold: int | None = None,
 ) -> dict[str, Any]:
-    """Train one model per fold (fold 0 only with `holdout`); return the metrics it saves.
+    """Train the scheme's models (folds or bag members); return the metrics it saves.
 
     With `tta`, the saved out-of-fold and test logits are test-time augmented (inference.py).
 
-    With `only_fold`, train that fold alone into `run_dir`, which other processes (other
-    machines, on a shared filesystem) may fill with the other folds of the same config; whichever
-    process finds every fold finished writes the merged results. Until then the returned dict
+    With `only_fold`, train that model alone into `run_dir`, which other processes (other
+    machines, on a shared filesystem) may fill with the others of the same config; whichever
+    process finds every model finished writes the merged results. Until then the returned dict
     has `open_folds` and no metrics are written.
 
-    A resumed run skips folds whose logits exist, and continues a half-trained fold from its
-    backup. Each fold's model is its last epoch's: the held-out rows never select anything.
+    A resumed run skips models whose logits exist, and continues a half-trained one from its
+    backup. Each model is its last epoch's: the held-out rows never select anything.
     """
     started = time.perf_counter()
-    made_by = runs.provenance()  # now: the checkout may change while the folds train
+    made_by = runs.provenance()  # now: the checkout may change while the models train
     from digit_keras.training.fit import TrainingData, start_training, train_split
 
     config, strategy_name, strategy = start_training(config)
     import keras
 
+    from digit_keras.ensemble.base_runs import MEMBER_FILE, BaseRun, save_member
     from digit_keras.inference import load_model, predict_logits
 
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     test_images, test_source = load_test(config.data.dataset, data_dir)
-    assignment = stratified_folds(labels, folds, config.data.split_seed)
-    trained_folds = 1 if holdout else folds
-    mode = "holdout" if holdout else "kfold"
-    if only_fold is not None and not 0 <= only_fold < trained_folds:
-        shape = "holdout" if holdout else f"{folds}-fold"
-        raise UserError(f"--fold must be 0 to {trained_folds - 1} in a {shape} run")
+    assignment = stratified_folds(labels, scheme.folds, config.data.split_seed)
+    if only_fold is not None and not 0 <= only_fold < scheme.models:
+        shape = {"kfold": f"{scheme.folds}-fold", "bag": f"{scheme.bag}-member"}
+        raise UserError(
+            f"--fold must be 0 to {scheme.models - 1} in a "
+            f"{shape.get(scheme.mode, scheme.mode)} run"
+        )
     settings = {
-        "mode": mode,
-        "folds": folds,
-        "trained_folds": trained_folds,
+        **scheme.settings(),
         "seed": config.seed,
         "split_seed": config.data.split_seed,
         "tta": tta,
@@ -200,56 +272,82 @@ def cross_validate(
         if only_fold is not None:  # two processes may have started the run at once
             _check_same_run(run_dir, config, settings)
 
-    oof_logits = np.full((len(labels), 10), np.nan, dtype=np.float32)
+    held_out_logits = {}
     test_logits = {}
-    fold_metrics = []
-    open_folds = []
-    # A process training one fold looks at the others only after its own is saved: of two
+    model_metrics = []
+    open_models = []
+    # A process training one model looks at the others only after its own is saved: of two
     # processes that finish together, the one that looks last then sees both and merges.
-    order = sorted(range(trained_folds), key=lambda fold: fold != only_fold)
-    for fold in order:
-        directory = fold_dir(run_dir, fold)
-        held_out = np.flatnonzero(assignment == fold)
-        if only_fold not in (None, fold) and not (directory / TEST_LOGITS_FILE).is_file():
-            open_folds.append(fold)  # another process's fold, not finished yet
+    order = sorted(range(scheme.models), key=lambda index: index != only_fold)
+    for index in order:
+        directory = scheme.model_dir(run_dir, index)
+        train_rows, held_out = scheme.rows(index, labels, assignment, config.data.split_seed)
+        if only_fold not in (None, index) and not (directory / TEST_LOGITS_FILE).is_file():
+            open_models.append(index)  # another process's model, not finished yet
             continue
         if not (directory / TEST_LOGITS_FILE).is_file():
             if (directory / runs.MODEL_FILE).is_file():
                 model = load_model(directory / runs.MODEL_FILE)
             else:
-                print(f"fold {fold + 1}/{folds}: training in {directory}", file=sys.stderr)
-                keras.utils.set_random_seed(config.seed + fold)
-                data = TrainingData(
-                    images, labels, source, np.flatnonzero(assignment != fold), held_out
-                )
-                resume_fold = (directory / runs.CONFIG_FILE).is_file()
+                print(f"{directory.name}: training in {directory}", file=sys.stderr)
+                keras.utils.set_random_seed(config.seed + index)
+                directory.mkdir(parents=True, exist_ok=True)
+                save_npy_atomic(directory / TRAIN_ROWS_FILE, train_rows.astype(np.int32))
+                data = TrainingData(images, labels, source, train_rows, held_out)
+                resume_model = (directory / runs.CONFIG_FILE).is_file()
                 model, _ = train_split(
-                    config, strategy_name, strategy, data, directory, resume_fold, (), verbose
+                    config, strategy_name, strategy, data, directory, resume_model, (), verbose
                 )
             # One predict call for both sets: each call on a new model traces a new graph.
             logits = predict_logits(
                 model, np.concatenate([images[held_out], test_images]), PREDICT_BATCH, tta
             )
             save_npy_atomic(directory / OOF_LOGITS_FILE, logits[: len(held_out)])
+            alone = np.full((len(labels), 10), np.nan, dtype=np.float32)
+            alone[held_out] = logits[: len(held_out)]
+            # The model alone as a member file: a bag's finished members can be kept and
+            # combined (`ensemble --method mean`) before, or without, the whole bag.
+            save_member(
+                BaseRun(
+                    f"{run_dir.name}-{directory.name}",
+                    config.arch,
+                    labels,
+                    assignment,
+                    alone,
+                    logits[None, len(held_out) :],
+                ),
+                directory / MEMBER_FILE,
+            )
             save_npy_atomic(directory / TEST_LOGITS_FILE, logits[len(held_out) :])
-        oof_logits[held_out] = np.load(directory / OOF_LOGITS_FILE)
-        test_logits[fold] = np.load(directory / TEST_LOGITS_FILE)
-        scores = logit_scores(oof_logits[held_out], labels[held_out])
-        fold_metrics.append({"fold": fold, "rows": len(held_out), **scores})
+        held_out_logits[index] = (held_out, np.load(directory / OOF_LOGITS_FILE))
+        test_logits[index] = np.load(directory / TEST_LOGITS_FILE)
+        scores = logit_scores(held_out_logits[index][1], labels[held_out])
+        model_metrics.append({scheme.unit: index, "rows": len(held_out), **scores})
         print(
-            f"fold {fold + 1}/{folds}: out-of-fold accuracy {scores['accuracy']:.4%}, "
+            f"{directory.name}: out-of-fold accuracy {scores['accuracy']:.4%}, "
             f"log-loss {scores['log_loss']:.4f} on {len(held_out)} rows",
             file=sys.stderr,
         )
 
-    fold_metrics.sort(key=lambda scores: scores["fold"])
-    if open_folds:
-        return {"mode": mode, "folds": fold_metrics, "open_folds": open_folds}
+    model_metrics.sort(key=lambda scores: scores[scheme.unit])
+    if open_models:
+        return {"mode": scheme.mode, scheme.units: model_metrics, "open_folds": open_models}
 
-    from digit_keras.ensemble.base_runs import MEMBER_FILE, BaseRun, save_member
-
-    fold_test_logits = np.stack([test_logits[fold] for fold in range(trained_folds)])
-    member = BaseRun(run_dir.name, config.arch, labels, assignment, oof_logits, fold_test_logits)
+    oof_logits = np.full((len(labels), 10), np.nan, dtype=np.float32)
+    for held_out, logits in held_out_logits.values():
+        oof_logits[held_out] = logits
+    if scheme.bag:  # every member holds out the same rows: the bag predicts their mean
+        held_out = held_out_logits[0][0]
+        members = [held_out_logits[index][1] for index in range(scheme.models)]
+        oof_logits[held_out] = mean_log_probabilities(np.stack(members))
+    member = BaseRun(
+        run_dir.name,
+        config.arch,
+        labels,
+        assignment,
+        oof_logits,
+        np.stack([test_logits[index] for index in range(scheme.models)]),
+    )
     save_npy_atomic(run_dir / OOF_LOGITS_FILE, member.oof_logits)
     save_npy_atomic(run_dir / TEST_LOGITS_FILE, member.test_logits)
     save_member(member, run_dir / MEMBER_FILE)
@@ -257,16 +355,31 @@ def cross_validate(
     oof_scores = logit_scores(oof_logits[predicted], labels[predicted])
     metrics = {
         "arch": config.arch,
-        "mode": mode,
+        "mode": scheme.mode,
         "tta": tta,
         "oof_rows": len(predicted),
         **{f"oof_{key}": value for key, value in oof_scores.items()},
-        "folds": fold_metrics,
+        scheme.units: model_metrics,
+        **(bag_growth(members, labels[held_out]) if scheme.bag else {}),
         "wall_time_s": round(time.perf_counter() - started, 1),
         **made_by,
     }
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     return metrics
+
+
+def bag_growth(members: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+    """How a bag's accuracy grows with its size: the mean of the first n members for each n,
+    and the members' own mean and sample standard deviation."""
+    alone = [logit_scores(logits, labels)["accuracy"] for logits in members]
+    return {
+        "member_accuracy_mean": float(np.mean(alone)),
+        "member_accuracy_std": float(np.std(alone, ddof=1)) if len(alone) > 1 else 0.0,
+        "bag_accuracy_by_size": [
+            logit_scores(mean_log_probabilities(np.stack(members[:size])), labels)["accuracy"]
+            for size in range(1, len(members) + 1)
+        ],
+    }
 
 
 def _check_same_run(run_dir: Path, config: TrainConfig, settings: dict[str, Any]) -> None:
