@@ -15,7 +15,7 @@ from digit_keras.config import load_config, to_toml
 from digit_keras.data.split import stratified_folds
 from digit_keras.errors import UserError
 from digit_keras.inference import load_model, predict_logits
-from digit_keras.scoring import accuracy
+from digit_keras.scoring import accuracy, mean_log_probabilities
 from digit_keras.training.cv import seed_statistics
 from tests.conftest import synthetic_digits
 
@@ -118,6 +118,53 @@ def test_killed_cv_resumes_at_its_first_unfinished_fold(data_dir, tmp_path, caps
     assert "already finished" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_bag_members_train_on_their_own_rows_never_on_the_held_out_share(
+    data_dir, tmp_path, capsys
+):
+    assert _cv(data_dir, "bag", "--bag", "3", "--set", "model.width=4") == 0
+    run = tmp_path / "bag"
+    folds = np.load(run / "folds.npy")
+    held_out = np.flatnonzero(folds == 0)  # the share no member trains on: fold 0 of 2
+    rows = [np.load(run / f"member-{member}" / "train_rows.npy") for member in range(3)]
+    for trained in rows:
+        assert len(np.unique(trained)) == len(trained) == 144  # 90% of the other 160 rows
+        assert not np.isin(trained, held_out).any()
+    assert not any(np.array_equal(rows[a], rows[b]) for a, b in ((0, 1), (0, 2), (1, 2)))
+
+    # The bag predicts the members' mean probability on the held-out share, and nothing else.
+    members = np.stack([np.load(run / f"member-{m}" / "oof_logits.npy") for m in range(3)])
+    oof = np.load(run / "oof_logits.npy")
+    assert np.array_equal(~np.isnan(oof[:, 0]), folds == 0)
+    np.testing.assert_allclose(oof[held_out], mean_log_probabilities(members), atol=1e-5)
+    assert np.load(run / "test_logits.npy").shape == (3, 50, 10)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["mode"] == "bag" and [m["member"] for m in metrics["members"]] == [0, 1, 2]
+    by_size = metrics["bag_accuracy_by_size"]
+    assert by_size[0] == metrics["members"][0]["accuracy"]
+    assert by_size[-1] == pytest.approx(metrics["oof_accuracy"])
+    assert "bag members alone:" in capsys.readouterr().out
+
+    # The bag joins ensembles on fold 0; its members' own files rebuild its mean.
+    files = [f"bag/member-{member}/member.npz" for member in range(3)]
+    assert main(["ensemble", "bag", files[0], "--data", str(data_dir), "--out", "mixed.csv"]) == 0
+    assert json.loads((tmp_path / "mixed.json").read_text())["oof_rows"] == 160
+    argv = ["ensemble", *files, "--data", str(data_dir), "--method", "mean", "--out", "mean.csv"]
+    assert main(argv) == 0
+    written = np.loadtxt(tmp_path / "mean.csv", delimiter=",", skiprows=1, dtype=int)[:, 1]
+    expected = mean_log_probabilities(np.load(run / "test_logits.npy")).argmax(axis=1)
+    assert np.sum(written != expected) <= 1  # float16 may flip one near-tie at most
+
+    # Killed while training member 2: members 0 and 1 are kept, member 2 draws the same rows.
+    (run / "metrics.json").unlink()
+    shutil.rmtree(run / "member-2")
+    capsys.readouterr()
+    assert main(["cv", "--resume", "bag", "--data", str(data_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "member 3/3: training in bag/member-2" in err and err.count("training") == 1
+    assert np.array_equal(np.load(run / "member-2" / "train_rows.npy"), rows[2])
+
+
 def test_cv_rejects_bad_folds_and_config_flags_on_resume(data_dir, tmp_path, capsys):
     assert _cv(data_dir, "broken", "--set", "model.depth=3") == 2
     assert "model 'basic' has no option depth" in capsys.readouterr().err
@@ -135,6 +182,14 @@ def test_cv_rejects_bad_folds_and_config_flags_on_resume(data_dir, tmp_path, cap
     assert "no cv.json here" in capsys.readouterr().err
     assert main(["cv", "--resume", "nothing", "--folds", "3", "--holdout"]) == 2
     assert "drop --folds, --holdout" in capsys.readouterr().err
+    assert main(["cv", "--data", str(data_dir), "--bag", "3", "--holdout"]) == 2
+    assert "--bag already holds out fold 0 only; drop --holdout" in capsys.readouterr().err
+    assert main(["cv", "--data", str(data_dir), "--bag", "3", "--bag-fraction", "1"]) == 2
+    assert "--bag-fraction must be between 0 and 1, got 1" in capsys.readouterr().err
+    assert main(["cv", "--data", str(data_dir), "--bag-fraction", "0.5"]) == 2
+    assert "--bag-fraction needs --bag N" in capsys.readouterr().err
+    assert main(["cv", "--data", str(data_dir), "--bag", "2", "--fold", "2", *shared]) == 2
+    assert "--fold must be 0 to 1 in a 2-member run" in capsys.readouterr().err
     assert not (tmp_path / "saved_models").exists()
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from digit_keras.data.split import stratified_folds, stratified_holdout
+from digit_keras.data.split import bag_rows, stratified_folds, stratified_holdout
 from digit_keras.data.submission import write_submission
 from digit_keras.errors import UserError
 
@@ -42,3 +42,14 @@ def test_submission_failure_leaves_no_file(tmp_path):
     with pytest.raises(ValueError):
         write_submission(np.array([1, "x"], dtype=object), tmp_path / "s.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bag_rows_are_a_seeded_stratified_share_of_the_pool():
+    labels = np.repeat(np.arange(10), 30)
+    pool = np.arange(0, 300, 2)  # every other row: 15 of each class
+    rows = bag_rows(labels, pool, 0.8, seed=0, member=0)
+    assert len(rows) == 120 and np.isin(rows, pool).all() and np.all(np.diff(rows) > 0)
+    assert np.array_equal(np.bincount(labels[rows]), np.full(10, 12))
+    assert np.array_equal(rows, bag_rows(labels, pool, 0.8, seed=0, member=0))
+    others = [bag_rows(labels, pool, 0.8, seed, member) for seed, member in ((0, 1), (1, 0))]
+    assert not any(np.array_equal(rows, other) for other in others)

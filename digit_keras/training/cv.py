@@ -281,6 +281,7 @@ def cross_validate(
     order = sorted(range(scheme.models), key=lambda index: index != only_fold)
     for index in order:
         directory = scheme.model_dir(run_dir, index)
+        name = f"{scheme.unit} {index + 1}/{scheme.models}"
         train_rows, held_out = scheme.rows(index, labels, assignment, config.data.split_seed)
         if only_fold not in (None, index) and not (directory / TEST_LOGITS_FILE).is_file():
             open_models.append(index)  # another process's model, not finished yet
@@ -289,7 +290,7 @@ def cross_validate(
             if (directory / runs.MODEL_FILE).is_file():
                 model = load_model(directory / runs.MODEL_FILE)
             else:
-                print(f"{directory.name}: training in {directory}", file=sys.stderr)
+                print(f"{name}: training in {directory}", file=sys.stderr)
                 keras.utils.set_random_seed(config.seed + index)
                 directory.mkdir(parents=True, exist_ok=True)
                 save_npy_atomic(directory / TRAIN_ROWS_FILE, train_rows.astype(np.int32))
@@ -324,7 +325,7 @@ def cross_validate(
         scores = logit_scores(held_out_logits[index][1], labels[held_out])
         model_metrics.append({scheme.unit: index, "rows": len(held_out), **scores})
         print(
-            f"{directory.name}: out-of-fold accuracy {scores['accuracy']:.4%}, "
+            f"{name}: out-of-fold accuracy {scores['accuracy']:.4%}, "
             f"log-loss {scores['log_loss']:.4f} on {len(held_out)} rows",
             file=sys.stderr,
         )
