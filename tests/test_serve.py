@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import socket
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,21 @@ def png(image: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def bomb_png(side: int = 60_000) -> bytes:
+    """A small PNG whose header claims side x side pixels: Pillow refuses to open it at all."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grey
+    pixels = zlib.compress(b"\0" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def _ink_box(digit: np.ndarray) -> tuple[int, int]:
@@ -92,6 +109,7 @@ def test_bad_pictures_are_named():
         png(drawn_seven())[:400]: "damaged",
         png(drawn_seven(size=(400, 400))): "limit is 90,000 pixels",
         png(Image.new("L", (50, 50), 255)): "blank",
+        bomb_png(): "header claims far more; the limit is 90,000 pixels",
     }
     for data, message in cases.items():
         with pytest.raises(BadImage, match=message):
@@ -145,7 +163,10 @@ def test_health_model_and_page(client, onnx_run):
     info = client.get("/model").json()
     metrics = json.loads((onnx_run / "metrics.json").read_text())
     assert info["arch"] == "basic" and info["holdout_accuracy"] == metrics["holdout_accuracy"]
-    assert info["models"] == 1
+    assert info["models"] == 1 and info["name"] == onnx_run.name
+    assert info["commit"] == metrics["commit"]
+    # No path of this server, nor of the machine that trained the model (its command has them).
+    assert not any("/" in str(value) for key, value in info.items() if key != "input")
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
     assert client.get("/static/app.js").status_code == 200
@@ -207,6 +228,7 @@ def test_bad_requests_get_4xx_with_a_reason_and_the_server_keeps_serving(client)
         (_upload(png(drawn_seven())[:300]), 400, "damaged"),
         (_upload(png(Image.fromarray(big))), 413, "limit"),
         (_upload(png(Image.new("L", (5000, 5000), 255))), 400, "pixels in all"),
+        (_upload(bomb_png()), 400, "pixels in all"),  # Pillow's own bomb check fires first
     ]
     for files, status, reason in cases:
         response = client.post("/predict", files=files)

@@ -78,13 +78,17 @@ def load_served_model(path: Path) -> ServedModel:
 
 
 def _describe(folder: Path) -> dict[str, Any]:
-    """Architecture, holdout accuracy and training date from a manifest or a run's metrics."""
+    """Architecture, holdout accuracy and training date from a manifest or a run's metrics.
+
+    Nothing that names a file-system path: not the model's place on this server, nor the
+    training command (it names folders of the machine that trained the model).
+    """
     for name in ("manifest.json", "metrics.json"):
         if (folder / name).is_file():
             raw = json.loads((folder / name).read_text())
-            keys = ("arch", "models", "holdout_accuracy", "trained", "command")
-            return {key: raw[key] for key in keys if key in raw}
-    return {}
+            keys = ("arch", "models", "holdout_accuracy", "trained", "commit")
+            return {"name": folder.name, **{key: raw[key] for key in keys if key in raw}}
+    return {"name": folder.name}
 
 
 class Prediction(BaseModel):
@@ -113,13 +117,30 @@ class SeedAnswer(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    path: str
+    name: str = Field(description="the name of the model's folder (a run or a bundle)")
     arch: str | None = None
     models: int = Field(1, description="how many networks' probabilities are averaged")
     holdout_accuracy: float | None = None
     trained: str | None = None
-    command: str | None = None
+    commit: str | None = Field(None, description="the digit-keras commit that trained it")
     input: str = INPUT_CONTRACT
+
+
+class ErrorMessage(BaseModel):
+    detail: str = Field(description="what is wrong with the request")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents, so clients (and the schema fuzzer) know them."""
+    reasons = {
+        400: "the picture or pixels cannot be read, or hold no digit",
+        413: "the upload, or the number of files, is over the limit",
+        503: "the model is not loaded yet",
+    }
+    return {status: {"model": ErrorMessage, "description": reasons[status]} for status in statuses}
+
+
+PICTURE_ERRORS = _errors(400, 413, 503)
 
 
 async def served_model(request: Request) -> ServedModel:
@@ -173,21 +194,21 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
     )
     app.state.model = model
 
-    @app.get("/health")
+    @app.get("/health", responses=_errors(503))
     async def health(model: Model) -> dict[str, str]:
         """Ready once the model is loaded (503 before)."""
         return {"status": "ok"}
 
-    @app.get("/model")
+    @app.get("/model", responses=_errors(503))
     def model_info(model: Model) -> ModelInfo:
-        return ModelInfo(path=str(model.path), **model.info)
+        return ModelInfo(**model.info)
 
-    @app.post("/predict")
+    @app.post("/predict", responses=PICTURE_ERRORS)
     async def predict(model: Model, file: Upload) -> Prediction:
         """One picture of one digit."""
         return _predictions(model, [_picture(file, limits)])[0]
 
-    @app.post("/predict/pixels")
+    @app.post("/predict/pixels", responses=_errors(400, 503))
     async def predict_pixels(model: Model, body: Pixels) -> Prediction:
         """A 28x28 MNIST-style image as numbers, taken as it is."""
         try:
@@ -196,7 +217,7 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
             raise HTTPException(400, str(err)) from None
         return _predictions(model, [digit])[0]
 
-    @app.post("/predict/batch")
+    @app.post("/predict/batch", responses=PICTURE_ERRORS)
     def predict_batch(
         model: Model, files: Annotated[list[UploadFile], File(description="pictures")]
     ) -> BatchPrediction:
@@ -209,7 +230,7 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
         ]
         return BatchPrediction(predictions=_predictions(model, digits))
 
-    @app.post("/digit_recognizer/predict", response_model_by_alias=True)
+    @app.post("/digit_recognizer/predict", response_model_by_alias=True, responses=PICTURE_ERRORS)
     async def seed_predict(model: Model, file: Upload) -> SeedAnswer:
         """The original service's route: the class and its probability."""
         answer = _predictions(model, [_picture(file, limits)])[0]

@@ -19,7 +19,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
 from digit_keras.errors import UserError
@@ -46,25 +46,34 @@ DEFAULT_LIMITS = Limits()
 
 
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
-    """Open an upload as a Pillow image, checking size, format and dimensions before decoding."""
+    """Open an upload as a Pillow image, checking size, format and dimensions before decoding.
+
+    Uploads are hostile until decoded: Pillow raises many kinds of error on crafted files (and
+    its own decompression-bomb error before our size check can run), so every failure to open
+    or decode becomes a BadImage naming what is wrong.
+    """
     if not data:
         raise BadImage("the upload is empty")
     if len(data) > limits.max_bytes:
         raise BadImage(f"the upload is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
-    except UnidentifiedImageError:
+    except Image.DecompressionBombError:
+        raise BadImage(_too_many_pixels("its header claims far more", limits)) from None
+    except Exception:  # UnidentifiedImageError, or a crafted header Pillow chokes on
         raise BadImage(f"not an image in a known format ({', '.join(FORMATS)})") from None
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise BadImage(
-            f"the image is {width}x{height}; the limit is {limits.max_pixels:,} pixels in all"
-        )
+        raise BadImage(_too_many_pixels(f"the image is {width}x{height}", limits))
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
+    except Exception as err:  # truncated or corrupt pixel data, whatever Pillow calls it
         raise BadImage(f"the image data is damaged: {err}") from None
     return image
+
+
+def _too_many_pixels(what: str, limits: Limits) -> str:
+    return f"{what}; the limit is {limits.max_pixels:,} pixels in all"
 
 
 def to_grey(image: Image.Image) -> np.ndarray:
@@ -107,7 +116,12 @@ def mnist_style(ink: np.ndarray) -> np.ndarray:
 
 def picture_to_digit(data: bytes, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """Uploaded picture bytes -> the 28x28 uint8 image (ink 255 on 0) the model sees."""
-    return mnist_style(ink_on_black(to_grey(decode(data, limits))))
+    image = decode(data, limits)
+    try:
+        grey = to_grey(image)
+    except Exception as err:  # a pixel mode Pillow cannot turn grey
+        raise BadImage(f"cannot read the colours of a {image.mode} image: {err}") from None
+    return mnist_style(ink_on_black(grey))
 
 
 def pixels_to_digit(pixels) -> np.ndarray:
