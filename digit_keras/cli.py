@@ -515,7 +515,8 @@ def run_predict_pictures(args: argparse.Namespace) -> None:
         if answer.error:
             print(f"{answer.path}: error: {answer.error}")
         else:
-            print(f"{answer.path}: {answer.label} ({answer.confidence:.1%})")
+            doubt = "" if answer.sure else f", not sure: {answer.top[0]} or {answer.top[1]}?"
+            print(f"{answer.path}: {answer.label} ({answer.confidence:.1%}{doubt})")
     failed = [answer for answer in answers if answer.error]
     if failed:
         raise UserError(f"{len(failed)} of {len(answers)} pictures could not be read")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -14,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from digit_keras.cli import main
 from digit_keras.errors import UserError
+from digit_keras.serving import BUNDLED_MODEL_DIR
 from digit_keras.serving.app import MAX_BATCH, create_app, load_served_model
+from digit_keras.serving.doubt import SURE_PROBABILITY, is_sure, top_labels
 from digit_keras.serving.pictures import predict_pictures
 from digit_keras.serving.preprocess import BadImage, Limits, picture_to_digit, pixels_to_digit
 
@@ -37,6 +40,14 @@ def drawn_seven(
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = box
     draw.line([(left, top), (right, top), (left + (right - left) // 3, bottom)], ink, width)
+    return image
+
+
+def drawn_letter(letter: str) -> Image.Image:
+    """A letter in Pillow's own font (no font files needed), black on white."""
+    image = Image.new("L", (200, 200), 255)
+    font = ImageFont.load_default(size=150)
+    ImageDraw.Draw(image).text((100, 100), letter, 0, font, anchor="mm")
     return image
 
 
@@ -173,6 +184,20 @@ def test_health_model_and_page(client, onnx_run):
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
+def test_the_bundled_model_is_sure_of_a_clear_digit_and_not_of_a_letter():
+    bundled = TestClient(create_app(load_served_model(BUNDLED_MODEL_DIR)))
+    seven = bundled.post("/predict", files=_upload(png(drawn_seven()))).json()
+    assert seven["label"] == 7 and seven["sure"] is True
+    letter = bundled.post("/predict", files=_upload(png(drawn_letter("M")))).json()
+    assert letter["sure"] is False and letter["confidence"] < SURE_PROBABILITY
+
+
+def test_doubt_is_the_top_probability_under_the_threshold():
+    assert is_sure(np.array([0.0] * 9 + [SURE_PROBABILITY]))
+    assert not is_sure(np.array([0.0] * 8 + [0.11, 0.89]))
+    assert top_labels(np.array([0.05, 0.0, 0.6, 0.0, 0.3, 0, 0, 0, 0.05, 0])) == [2, 4, 0]
+
+
 def test_no_model_yet_is_not_ready():
     assert TestClient(create_app(None)).get("/health").status_code == 503
 
@@ -183,6 +208,11 @@ def test_predict_answers_label_probabilities_and_the_input(client, onnx_run):
     assert probabilities.shape == (10,) and abs(probabilities.sum() - 1) < 1e-4
     assert answer["label"] == probabilities.argmax()
     assert answer["confidence"] == pytest.approx(probabilities.max())
+    assert (
+        answer["top"] == list(np.argsort(-probabilities)[:3])
+        and answer["top"][0] == answer["label"]
+    )
+    assert answer["sure"] == (answer["confidence"] >= SURE_PROBABILITY)
     np.testing.assert_array_equal(answer["input"], picture_to_digit(png(drawn_seven())))
 
 
@@ -264,6 +294,12 @@ def test_image_predict_command(onnx_run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "broken.png: error: not an image" in captured.out
     assert "1 of 2 pictures could not be read" in captured.err
+    # The bundled model (the default) reads the 7 and doubts an M, naming its two guesses.
+    drawn_letter("M").save(tmp_path / "letter.png")
+    assert main(["predict", str(tmp_path / "seven.png"), str(tmp_path / "letter.png")]) == 0
+    seven, letter = capsys.readouterr().out.splitlines()
+    assert seven.startswith(f"{tmp_path / 'seven.png'}: 7 (") and "not sure" not in seven
+    assert re.search(r"letter.png: (\d) \(\d+\.\d%, not sure: \1 or \d\?\)$", letter)
 
 
 def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(onnx_run, tmp_path):

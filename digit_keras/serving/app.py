@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from digit_keras.errors import UserError
 from digit_keras.export import ONNX_FILE
+from digit_keras.serving.doubt import SURE_PROBABILITY, TOP, is_sure, top_labels
 from digit_keras.serving.preprocess import (
     DEFAULT_LIMITS,
     BadImage,
@@ -94,6 +95,11 @@ def _describe(folder: Path) -> dict[str, Any]:
 class Prediction(BaseModel):
     label: int = Field(description="the predicted digit")
     confidence: float = Field(description="its probability")
+    sure: bool = Field(
+        description=f"false when the top probability is under {SURE_PROBABILITY}: the picture "
+        "may be no digit at all, or between two (see docs/serving.md for the measured rates)"
+    )
+    top: list[int] = Field(description=f"the {TOP} most probable digits, most probable first")
     probabilities: list[float] = Field(description="the ten class probabilities, digits 0-9")
     input: list[list[int]] = Field(description="the 28x28 image the model saw, 0-255")
 
@@ -167,6 +173,8 @@ def _predictions(model: ServedModel, digits: list[np.ndarray]) -> list[Predictio
         Prediction(
             label=int(p.argmax()),
             confidence=float(p.max()),
+            sure=is_sure(p),
+            top=top_labels(p),
             probabilities=[float(v) for v in p],
             input=digit.tolist(),
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from digit_keras.errors import UserError
+from digit_keras.serving.doubt import is_sure, top_labels
 from digit_keras.serving.preprocess import BadImage, picture_to_digit
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -19,6 +20,8 @@ class PictureAnswer:
     label: int | None
     confidence: float | None
     error: str | None = None
+    sure: bool = False
+    top: list[int] | None = None
 
 
 def picture_files(paths: list[str]) -> list[Path]:
@@ -56,4 +59,5 @@ def predict_pictures(model_spec: str, paths: list[str]) -> list[PictureAnswer]:
         readable = (answer for answer in answers if answer.error is None)
         for answer, p in zip(readable, probabilities, strict=True):
             answer.label, answer.confidence = int(p.argmax()), float(p.max())
+            answer.sure, answer.top = is_sure(p), top_labels(p)
     return answers

@@ -10,6 +10,7 @@ function clearPad() {
   ink.fillRect(0, 0, pad.width, pad.height);
   document.getElementById("label").textContent = "-";
   document.getElementById("confidence").textContent = "";
+  document.getElementById("doubt").textContent = "";
   document.getElementById("error").textContent = "";
   seen.clearRect(0, 0, 28, 28);
   showBars(new Array(10).fill(0));
@@ -77,6 +78,8 @@ async function predict() {
   document.getElementById("label").textContent = answer.label;
   document.getElementById("confidence").textContent =
     `(${(100 * answer.confidence).toFixed(1)}%)`;
+  document.getElementById("doubt").textContent =
+    answer.sure ? "" : `not sure: ${answer.top[0]} or ${answer.top[1]}?`;
   showBars(answer.probabilities);
   showInput(answer.input);
 }
