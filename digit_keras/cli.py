@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=1024)
     predict.add_argument("--tta", action="store_true", help=TTA_HELP)
+    predict.add_argument(
+        "--number",
+        action="store_true",
+        help="each picture holds a whole number (a year, a house number): print it and each "
+        "digit's confidence",
+    )
     predict.set_defaults(handler=run_predict)
 
     serve = commands.add_parser(
@@ -505,18 +511,38 @@ def run_predict(args: argparse.Namespace) -> None:
     )
 
 
+def _doubt(probabilities) -> str:
+    """ ", not sure: 4 or 9?" where the answer is unsure, else nothing."""
+    from digit_keras.serving.doubt import is_sure, top_labels
+
+    first, second, _ = top_labels(probabilities)
+    return "" if is_sure(probabilities) else f", not sure: {first} or {second}?"
+
+
 def run_predict_pictures(args: argparse.Namespace) -> None:
     from digit_keras.export import ONNX_FILE
     from digit_keras.serving import BUNDLED_MODEL_DIR
-    from digit_keras.serving.pictures import predict_pictures
+    from digit_keras.serving.pictures import predict_pictures, read_numbers
 
-    answers = predict_pictures(args.model or str(BUNDLED_MODEL_DIR / ONNX_FILE), args.images)
-    for answer in answers:
-        if answer.error:
-            print(f"{answer.path}: error: {answer.error}")
-        else:
-            doubt = "" if answer.sure else f", not sure: {answer.top[0]} or {answer.top[1]}?"
-            print(f"{answer.path}: {answer.label} ({answer.confidence:.1%}{doubt})")
+    model = args.model or str(BUNDLED_MODEL_DIR / ONNX_FILE)
+    if args.number:
+        answers = read_numbers(model, args.images)
+        for answer in answers:
+            if answer.error:
+                print(f"{answer.path}: error: {answer.error}")
+                continue
+            digits = ", ".join(
+                f"{p.argmax()} {p.max():.1%}{_doubt(p)}" for p in answer.reading.probabilities
+            )
+            print(f"{answer.path}: {answer.reading.number} ({digits})")
+    else:
+        answers = predict_pictures(model, args.images)
+        for answer in answers:
+            if answer.error:
+                print(f"{answer.path}: error: {answer.error}")
+            else:
+                doubt = _doubt(answer.probabilities)
+                print(f"{answer.path}: {answer.label} ({answer.confidence:.1%}{doubt})")
     failed = [answer for answer in answers if answer.error]
     if failed:
         raise UserError(f"{len(failed)} of {len(answers)} pictures could not be read")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from digit_keras.errors import UserError
 from digit_keras.export import ONNX_FILE
 from digit_keras.serving.doubt import SURE_PROBABILITY, TOP, is_sure, top_labels
+from digit_keras.serving.numbers import read_number
 from digit_keras.serving.preprocess import (
     DEFAULT_LIMITS,
     BadImage,
@@ -102,6 +103,20 @@ class Prediction(BaseModel):
     top: list[int] = Field(description=f"the {TOP} most probable digits, most probable first")
     probabilities: list[float] = Field(description="the ten class probabilities, digits 0-9")
     input: list[list[int]] = Field(description="the 28x28 image the model saw, 0-255")
+
+
+class DigitInNumber(BaseModel):
+    label: int = Field(description="the digit")
+    confidence: float = Field(description="its probability")
+    sure: bool = Field(description="as for one digit: the top probability is high enough")
+    top: list[int] = Field(description=f"the {TOP} most probable digits, most probable first")
+    box: list[int] = Field(description="where it is in the picture: x, y, width, height in pixels")
+
+
+class NumberPrediction(BaseModel):
+    number: str = Field(description="the digits read left to right, e.g. '2025'")
+    sure: bool = Field(description="every digit is sure")
+    digits: list[DigitInNumber]
 
 
 class BatchPrediction(BaseModel):
@@ -215,6 +230,27 @@ def create_app(model: ServedModel | None, limits: Limits = DEFAULT_LIMITS) -> Fa
     async def predict(model: Model, file: Upload) -> Prediction:
         """One picture of one digit."""
         return _predictions(model, [_picture(file, limits)])[0]
+
+    @app.post("/predict/number", responses=PICTURE_ERRORS)
+    async def predict_number(model: Model, file: Upload) -> NumberPrediction:
+        """A picture of a whole number (a year, a house number): its digits left to right."""
+        data = _read_upload(file, limits)
+        try:
+            reading = read_number(data, model.probabilities, limits)
+        except BadImage as err:
+            raise HTTPException(400, str(err)) from None
+        digits = [
+            DigitInNumber(
+                label=int(p.argmax()),
+                confidence=float(p.max()),
+                sure=is_sure(p),
+                top=top_labels(p),
+                box=list(box),
+            )
+            for p, box in zip(reading.probabilities, reading.boxes, strict=True)
+        ]
+        sure = all(digit.sure for digit in digits)
+        return NumberPrediction(number=reading.number, sure=sure, digits=digits)
 
     @app.post("/predict/pixels", responses=_errors(400, 503))
     async def predict_pixels(model: Model, body: Pixels) -> Prediction:

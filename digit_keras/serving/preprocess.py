@@ -114,14 +114,19 @@ def mnist_style(ink: np.ndarray) -> np.ndarray:
     return np.round(canvas).astype(np.uint8)
 
 
-def picture_to_digit(data: bytes, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
-    """Uploaded picture bytes -> the 28x28 uint8 image (ink 255 on 0) the model sees."""
+def picture_to_ink(data: bytes, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """Uploaded picture bytes -> bright ink on 0 (float), at the picture's size: steps 1-3."""
     image = decode(data, limits)
     try:
         grey = to_grey(image)
     except Exception as err:  # a pixel mode Pillow cannot turn grey
         raise BadImage(f"cannot read the colours of a {image.mode} image: {err}") from None
-    return mnist_style(ink_on_black(grey))
+    return ink_on_black(grey)
+
+
+def picture_to_digit(data: bytes, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """Uploaded picture bytes -> the 28x28 uint8 image (ink 255 on 0) the model sees."""
+    return mnist_style(picture_to_ink(data, limits))
 
 
 def pixels_to_digit(pixels) -> np.ndarray:
