@@ -55,12 +55,12 @@ def browser():
         driver.quit()
 
 
-def _draw(browser, strokes: list[list[tuple[int, int]]]) -> None:
-    """Mouse strokes on the canvas; points are pixels from the canvas's centre."""
+def _draw(browser, strokes: list[list[tuple[int, int]]], pad_id: str = "pad") -> None:
+    """Mouse strokes on a canvas; points are pixels from the canvas's centre."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    pad = browser.find_element(By.ID, "pad")
+    pad = browser.find_element(By.ID, pad_id)
     for stroke in strokes:
         actions = ActionChains(browser, duration=10)
         actions.move_to_element_with_offset(pad, *stroke[0]).click_and_hold()
@@ -102,5 +102,29 @@ def test_drawing_a_digit_shows_the_prediction_and_what_the_model_saw(
         ".getImageData(0, 0, 28, 28).data; let s = 0; for (const v of d) s += v; return s;"
     )
     assert seen > 28 * 28 * 255  # alpha alone sums to that: the 28x28 view shows ink
+    logs = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not logs, logs
+
+
+def test_writing_a_number_shows_it_and_each_digit_in_its_box(server_url, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server_url)
+    one = [(-250, -70), (-250, 0), (-250, 70)]
+    seven = [(-120, -70), (-60, -70), (0, -70), (-30, 0), (-60, 70)]
+    four = [[(80, -70), (60, 0), (50, 20), (110, 20), (150, 20)], [(120, -70), (120, 0), (120, 70)]]
+    _draw(browser, [one, seven, *four], "numberPad")
+    # Each stroke is read as it lands: wait for the reading of all of them.
+    number = browser.find_element(By.ID, "number")
+    WebDriverWait(browser, 10).until(lambda _: number.text == "174")
+    browser.save_screenshot(str(tmp_path / "number.png"))
+    # The layer over the pad shows a box per digit: green pixels (sure) or orange (not sure).
+    coloured = browser.execute_script(
+        "const d = document.getElementById('boxes').getContext('2d')"
+        ".getImageData(0, 0, 720, 200).data; let n = 0;"
+        "for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;"
+    )
+    assert coloured > 3 * 2 * 2 * 100  # three boxes' outlines, at least
     logs = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not logs, logs
