@@ -3,8 +3,8 @@
 1. The picture becomes bright ink on black as for one digit (preprocess.py), and its ink mask is
    cut into 8-connected components (scipy.ndimage.label).
 2. Pieces of one digit are merged: pieces whose columns overlap by half the narrower one's
-   width (a 5's flag over its body, a broken 4, a dot above a stroke), and specks far smaller than
-   the largest piece join the piece nearest to them.
+   width (a broken 4, a dot above a stroke), then pieces too flat or too small to be a digit (a
+   5's flag, a speck) join the piece they overlap most, or the nearest.
 3. Digits that touch are split: a piece wider than its height (one digit in a hundred of MNIST
    is wider than 1.4 times its height, two touching digits are rarely narrower than 1.2) is read
    as 1, 2, ... digits, cut at the columns of least ink near even spacing, and the reading the
@@ -35,6 +35,7 @@ from digit_keras.serving.preprocess import (
 MAX_DIGITS = 32  # a number longer than this is refused: more likely noise than a number
 MAX_MARKS = 4 * MAX_DIGITS  # separate ink marks before merging (a dotted background is none)
 SPECK_SHARE = 0.1  # a piece with under this share of the largest piece's ink is a speck
+PART_HEIGHT = 0.5  # a piece under this share of the tallest piece's height is part of a digit
 OVERLAP_SHARE = 0.5  # pieces overlapping by this share of the narrower width are one digit
 TOUCHING_ASPECT = 1.0  # a piece wider than this times its height may hold several digits
 NARROWEST_ASPECT = (
@@ -92,7 +93,8 @@ def _overlap(a: Piece, b: Piece) -> float:
 
 
 def _merged(pieces: list[Piece]) -> list[Piece]:
-    """Pieces of one digit merged: overlapping columns, then specks to their nearest piece."""
+    """Pieces of one digit merged: overlapping columns, then flat or small parts to the piece
+    they overlap most (or the nearest)."""
     pieces = sorted(pieces, key=lambda piece: piece.left)
     merged = True
     while merged:
@@ -106,13 +108,22 @@ def _merged(pieces: list[Piece]) -> list[Piece]:
             if merged:
                 break
     largest = max(piece.ink for piece in pieces)
-    kept = [piece for piece in pieces if piece.ink >= SPECK_SHARE * largest]
-    for speck in (piece for piece in pieces if piece.ink < SPECK_SHARE * largest):
-        centre = (speck.left + speck.right) / 2
-        nearest = min(
-            range(len(kept)), key=lambda k: abs((kept[k].left + kept[k].right) / 2 - centre)
+    tallest = max(piece.height for piece in pieces)
+
+    def is_part(piece: Piece) -> bool:  # too small or too flat to be a digit of its own
+        return piece.ink < SPECK_SHARE * largest or piece.height < PART_HEIGHT * tallest
+
+    kept = [piece for piece in pieces if not is_part(piece)]
+    for part in (piece for piece in pieces if is_part(piece)):
+        centre = (part.left + part.right) / 2
+        nearest = max(
+            range(len(kept)),
+            key=lambda k: (
+                _overlap(kept[k], part),
+                -abs((kept[k].left + kept[k].right) / 2 - centre),
+            ),
         )
-        kept[nearest] = kept[nearest] | speck
+        kept[nearest] = kept[nearest] | part
     return kept
 
 
