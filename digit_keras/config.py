@@ -18,8 +18,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le, Lt
-from pydantic import Strict, TypeAdapter, ValidationError
+from annotated_types import Ge, Gt, Le, Lt, MinLen
+from pydantic import Strict, TypeAdapter, ValidationError, field_validator
 
 from digit_keras.errors import ConfigError
 
@@ -33,6 +33,121 @@ Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 FORBID_UNKNOWN_KEYS = {"extra": "forbid"}
+
+
+Width = Annotated[Int, Gt(0)]
+Dropout = Annotated[Float, Ge(0.0), Lt(1.0)]
+Padding = Annotated[Int, Ge(0)]  # zero pixels added on every side: 28 + 2 * pad per side
+
+
+# The options of each model family (the `[model]` table), with the defaults its builder uses:
+# checked with the rest of the config, before any data is read, and saved in full with each run.
+# They live here, free of Keras, so a config is checked without importing it; the registry
+# (models/registry.py) refuses a builder whose keyword arguments differ from its options.
+@dataclass
+class BasicOptions:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    width: Width = 32  # the first stage's filters; stages use 1x, 2x, 4x
+    dropout: Dropout = 0.4
+    deskew: Bool = False  # straighten each digit by its image moments first (models/deskew.py)
+
+
+@dataclass
+class MobileNetOptions:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    alpha: Annotated[Float, Gt(0.0)] = 1.0  # the paper's width multiplier
+    dropout: Dropout = 0.2
+    deskew: Bool = False
+
+
+@dataclass
+class VggOptions:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    width: Width = 64  # the first stage's filters; stages use 1, 2, 4, 8, 8x
+    dense_units: Width = 512
+    dropout: Dropout = 0.5
+    pad: Padding = 2
+    deskew: Bool = False
+
+
+@dataclass
+class ResNet50Options:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    blocks: Annotated[tuple[Width, ...], MinLen(1)] = (3, 4, 6, 3)  # bottleneck blocks per stage
+    width: Width = 64  # stage 1's bottleneck width; stages use 1, 2, 4, 8x
+    # small: a 3x3 stride-1 stem; stride2: the same at stride 2; imagenet: 7x7/2 and a max-pool
+    stem: Literal["small", "stride2", "imagenet"] = "small"
+    deskew: Bool = False
+
+
+@dataclass
+class ResNet164Options:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    depth: Int = 164  # 9n + 2: n bottleneck blocks per stage
+    width: Width = 16
+    pad: Padding = 2
+    deskew: Bool = False
+
+    @field_validator("depth")
+    @classmethod
+    def _blocks_fit(cls, depth: int) -> int:
+        if depth < 11 or (depth - 2) % 9:
+            raise ValueError("must be 9n + 2 (11, 20, ..., 164)")
+        return depth
+
+
+@dataclass
+class WideResNetOptions:
+    __pydantic_config__ = FORBID_UNKNOWN_KEYS
+
+    depth: Int = 28  # 6n + 4: n blocks per stage
+    widen_factor: Width = 10
+    dropout: Dropout = 0.3
+    pad: Padding = 2
+    deskew: Bool = False
+
+    @field_validator("depth")
+    @classmethod
+    def _blocks_fit(cls, depth: int) -> int:
+        if depth < 10 or (depth - 4) % 6:
+            raise ValueError("must be 6n + 4 (10, 16, ..., 28)")
+        return depth
+
+
+MODEL_OPTIONS: dict[str, type] = {
+    "basic": BasicOptions,
+    "mobilenet": MobileNetOptions,
+    "vgg16": VggOptions,
+    "resnet50": ResNet50Options,
+    "resnet164": ResNet164Options,
+    "wrn28_10": WideResNetOptions,
+}
+
+
+def model_options(arch: str, values: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Every option of `arch`'s network: `values` over the defaults, checked; a ConfigError
+    names the architecture, key or value that is wrong."""
+    where = f"{source}: " if source else ""
+    options = MODEL_OPTIONS.get(arch)
+    if options is None:
+        known = ", ".join(MODEL_OPTIONS)
+        raise ConfigError(f"{where}unknown architecture {arch!r}; choose from: {known}")
+    names = [option.name for option in dataclasses.fields(options)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{where}model {arch!r} has no option {', '.join(unknown)}; options: {', '.join(names)}"
+        )
+    try:
+        return dataclasses.asdict(_validator(options).validate_python(values))
+    except ValidationError as err:
+        error = err.errors()[0]
+        raise _config_error({**error, "loc": ("model", *error["loc"])}, source or arch) from None
 
 
 @dataclass
@@ -109,7 +224,8 @@ class TrainConfig:
     bn_recalibration_images: Annotated[Int, Ge(0)] = 8192
     # Share of each target spread evenly over all classes (training/losses.py); 0 = hard labels.
     label_smoothing: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.0
-    model: dict[str, Any] = field(default_factory=dict)  # keyword overrides for the model builder
+    # the arch's options (MODEL_OPTIONS); a config may give some, a run saves them all
+    model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -171,9 +287,10 @@ def load_config(path: str | Path | Traversable) -> TrainConfig:
 def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
     """Validate a config's tables (as TOML reads them); the first problem is a ConfigError."""
     try:
-        config = _validator().validate_python(raw)
+        config = _validator(TrainConfig).validate_python(raw)
     except ValidationError as err:
         raise _config_error(err.errors()[0], source) from None
+    config.model = model_options(config.arch, config.model, source)
     if config.optimizer.name == "adam" and config.optimizer.weight_decay:
         raise ConfigError(
             f"{source}: 'optimizer.weight_decay' does nothing with adam; use optimizer.name=adamw"
@@ -182,8 +299,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
 
 
 @functools.cache
-def _validator() -> TypeAdapter:
-    return TypeAdapter(TrainConfig)
+def _validator(kind: type) -> TypeAdapter:
+    return TypeAdapter(kind)
 
 
 def _config_error(error: dict[str, Any], source: str) -> ConfigError:

@@ -104,3 +104,40 @@ def test_an_architecture_without_a_recipe_is_named(capsys):
     assert "no recipe for architecture 'vgg19'" in error and "wrn28_10" in error
     with pytest.raises(ConfigError, match="no search space for architecture 'vgg19'"):
         default_space_path("vgg19")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--arch", "resnet50", "--set", "model.stem=large"],
+            "'model.stem': Input should be 'small'",
+        ),
+        (["--set", "model.width=abc"], "'model.width': Input should be a valid integer; got 'abc'"),
+        (["--set", "model.width=-3"], "'model.width': Input should be greater than 0; got -3"),
+        (
+            ["--arch", "vgg16", "--set", "model.dropout=1.5"],
+            "'model.dropout': Input should be less",
+        ),
+        (
+            ["--arch", "wrn28_10", "--set", "model.depth=12"],
+            "'model.depth': Value error, must be 6n",
+        ),
+        (["--set", "model.depth=3"], "model 'basic' has no option depth; options: width, dropout"),
+    ],
+)
+def test_bad_model_options_are_one_line_before_anything_runs(argv, message, tmp_path, capsys):
+    assert (
+        main(["fit", *argv, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2
+    )
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_saved_config_holds_every_model_option_with_its_default(tmp_path):
+    config = from_dict({"arch": "resnet50", "model": {"width": 8}})
+    assert config.model == {"blocks": (3, 4, 6, 3), "width": 8, "stem": "small", "deskew": False}
+    (tmp_path / "config.toml").write_text(to_toml(config))
+    assert 'stem = "small"' in (tmp_path / "config.toml").read_text()
+    assert load_config(tmp_path / "config.toml") == config

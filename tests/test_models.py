@@ -177,7 +177,7 @@ def test_size_knobs_pass_through():
         build_model("wrn28_10", depth=10, widen_factor=2).get_layer("stage3_block1_a_conv").filters
         == 128
     )
-    with pytest.raises(ValueError, match="9n \\+ 2"):
+    with pytest.raises(UserError, match="9n \\+ 2"):
         build_model("resnet164", depth=100)
 
 
@@ -198,7 +198,7 @@ def test_resnet50_stems_set_the_first_stage_resolution(stem, first_stage_side):
     for stage in range(1, 5):
         assert model.get_layer(f"stage{stage}_block1_add").output.shape[1:3] == (side, side)
         side = (side + 1) // 2
-    with pytest.raises(ValueError, match="stem must be one of small, stride2, imagenet"):
+    with pytest.raises(UserError, match=r"'model\.stem': Input should be 'small', 'stride2' or"):
         build_model("resnet50", stem="large")
 
 

@@ -17,9 +17,9 @@ from digit_keras.models.registry import register
 
 @register("basic")
 def basic(
-    width: int = 32,
-    dropout: float = 0.4,
-    deskew: bool = False,
+    width: int,
+    dropout: float,
+    deskew: bool,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:

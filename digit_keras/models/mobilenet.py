@@ -33,9 +33,9 @@ BLOCKS = (
 
 @register("mobilenet")
 def mobilenet(
-    alpha: float = 1.0,
-    dropout: float = 0.2,
-    deskew: bool = False,
+    alpha: float,
+    dropout: float,
+    deskew: bool,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:

@@ -62,21 +62,16 @@ def preact_bottleneck(x, width: int, strides: int, name: str):
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
-STEMS = ("small", "stride2", "imagenet")
-
-
 @register("resnet50")
 def resnet50(
-    blocks: tuple[int, ...] = (3, 4, 6, 3),
-    width: int = 64,
-    stem: str = "small",
-    deskew: bool = False,
+    blocks: tuple[int, ...],
+    width: int,
+    stem: str,
+    deskew: bool,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build ResNet-50; `width` is stage 1's bottleneck width (stages use 1, 2, 4, 8x)."""
-    if stem not in STEMS:
-        raise ValueError(f"resnet50 stem must be one of {', '.join(STEMS)}; got {stem!r}")
     inputs, x = image_input(input_shape, deskew=deskew)
     if stem == "imagenet":
         x = conv_bn_relu(x, width, 7, 2, name="stem")
@@ -89,16 +84,14 @@ def resnet50(
 
 @register("resnet164")
 def resnet164(
-    depth: int = 164,
-    width: int = 16,
-    pad: int = 2,
-    deskew: bool = False,
+    depth: int,
+    width: int,
+    pad: int,
+    deskew: bool,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build a pre-activation bottleneck ResNet; depth = 9n + 2 gives n blocks per stage."""
-    if depth < 11 or (depth - 2) % 9:
-        raise ValueError(f"resnet164 depth must be 9n + 2 (11, 20, ..., 164); got {depth}")
     per_stage = (depth - 2) // 9
     inputs, x = image_input(input_shape, pad, deskew=deskew)
     x = conv(x, width, 3, name="stem_conv")

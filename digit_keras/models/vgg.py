@@ -18,11 +18,11 @@ STAGES = ((1, 2), (2, 2), (4, 3), (8, 3), (8, 3))  # (width multiple, convs) per
 
 @register("vgg16")
 def vgg16(
-    width: int = 64,
-    dense_units: int = 512,
-    dropout: float = 0.5,
-    pad: int = 2,
-    deskew: bool = False,
+    width: int,
+    dense_units: int,
+    dropout: float,
+    pad: int,
+    deskew: bool,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:

@@ -31,17 +31,15 @@ def wide_block(x, filters: int, strides: int, name: str, dropout: float = 0.0):
 
 @register("wrn28_10")
 def wrn28_10(
-    depth: int = 28,
-    widen_factor: int = 10,
-    dropout: float = 0.3,
-    pad: int = 2,
-    deskew: bool = False,
+    depth: int,
+    widen_factor: int,
+    dropout: float,
+    pad: int,
+    deskew: bool,
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (28, 28, 1),
 ) -> keras.Model:
     """Build WRN-depth-k; depth = 6n + 4 gives n blocks per stage."""
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"wrn28_10 depth must be 6n + 4 (10, 16, ..., 28); got {depth}")
     per_stage = (depth - 4) // 6
     inputs, x = image_input(input_shape, pad, deskew=deskew)
     x = conv(x, 16, 3, name="stem_conv")

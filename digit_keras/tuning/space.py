@@ -14,7 +14,6 @@ without a better holdout score before a random or Bayesian trial stops).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -143,12 +142,6 @@ def _parse_entry(
 
 def _check_key(hyperparameter: Hyperparameter, where: str, base: TrainConfig) -> None:
     """The key must name a config field (or a model option of the arch) and take every value."""
-    from digit_keras.models import get_builder
-
     key = hyperparameter.key
-    if key.startswith("model."):
-        options = inspect.signature(get_builder(base.arch)).parameters
-        if key.removeprefix("model.") not in options:
-            raise ConfigError(f"{where}: model {base.arch!r} has no option of that name")
     for value in hyperparameter.examples():
         apply_overrides(base, {key: value}, source=where)  # raises naming the key and value
