@@ -166,11 +166,15 @@ def predict_logits(
 ) -> np.ndarray:
     """Logits (N, 10) for uint8 images; with `tta`, the log of the mean probabilities over the
     views `shifts` makes (their softmax is that mean). `fold=False` runs the model's own layers,
-    unfolded."""
+    unfolded, in their own dtype.
+
+    The folded copy computes in float32 whatever policy the model trained under, as the exported
+    SavedModel and ONNX graphs do, so every format gives the same answer for the same image.
+    """
     from digit_keras.data.pipeline import make_dataset
     from digit_keras.scoring import softmax
 
-    folded = fold_batch_norm(model) if fold else model
+    folded = fold_batch_norm(model, "float32") if fold else model
 
     def logits(batch: np.ndarray) -> np.ndarray:
         return folded.predict(make_dataset(batch, None, batch_size), verbose=0)

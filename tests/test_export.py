@@ -18,6 +18,7 @@ from tests.conftest import TINY, run_cli_on_jax
 import_tensorflow()
 from digit_keras.export import TOLERANCE, export, random_images  # noqa: E402
 from digit_keras.models import build_model, list_models  # noqa: E402
+from digit_keras.predictors import load_predictor, locate  # noqa: E402
 
 
 def _train(data_dir, out, precision: str = "float32"):
@@ -95,6 +96,12 @@ def test_a_mixed_precision_run_exports_a_float32_graph(data_dir, tmp_path):
         a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"
     }
     assert not cast_targets & other_real_types
+    # Keras predicts in float32 too, whatever the run trained in: both formats answer alike.
+    images = random_images(200)
+    keras_probabilities, onnx_probabilities = (
+        load_predictor(locate(str(model)))(images, 64) for model in (run, run / "model.onnx")
+    )
+    np.testing.assert_allclose(keras_probabilities, onnx_probabilities, atol=TOLERANCE)
 
 
 @pytest.mark.slow
