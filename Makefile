@@ -63,7 +63,7 @@ bundle: $(BIN)/.installed
 		$(BIN)/digit-keras fit --arch basic $(BUNDLE_RECIPE) --seed $$seed \
 			--out saved_models/default-run-$$seed || exit 1; \
 	done
-	$(BIN)/python -m digit_keras.serving.bundle $(BUNDLE_SEEDS:%=saved_models/default-run-%)
+	$(BIN)/digit-keras bundle $(BUNDLE_SEEDS:%=saved_models/default-run-%)
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_basic.py

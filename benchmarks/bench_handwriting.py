@@ -11,7 +11,7 @@ accuracy on a clear drawing.
 
 MODEL is anything `predict --model` takes; a cv run directory stands for its fold models, scored
 one by one. `--mean` also scores the mean of every model's probabilities, the ensemble that
-`serving.bundle` would make of them.
+`digit-keras bundle` would make of them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ pen's.
     python benchmarks/bench_pen_width.py RUN [RUN ...] [--data DIR] [--mean]
 
 RUN is a fit run or a cv run (its fold models, each scored on the rows it did not train on).
-`--mean` also scores the mean of all the models' probabilities (the ensemble `serving.bundle`
+`--mean` also scores the mean of all the models' probabilities (the ensemble `digit-keras bundle`
 makes of fit runs that held out the same rows; refused for models that did not).
 """
 

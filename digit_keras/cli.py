@@ -316,6 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.set_defaults(handler=run_config_show)
 
+    bundle = commands.add_parser(
+        "bundle",
+        help="make one servable model (model.keras, model.onnx, manifest.json) from fit runs",
+        description="One run's model, or the mean of several runs' probabilities, as the model "
+        "`serve` and picture `predict` load; the runs must share their holdout (--split-seed).",
+    )
+    bundle.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="finished fit runs")
+    bundle.add_argument(
+        "--out", type=Path, metavar="DIR", help="(default: the bundled model, saved_models/default)"
+    )
+    bundle.set_defaults(handler=run_bundle)
+
     models = commands.add_parser("models", help="list the architectures with their size and cost")
     models.set_defaults(handler=run_models)
     return parser
@@ -584,6 +596,17 @@ def run_ensemble(args: argparse.Namespace) -> None:
     print(f"wrote {result.path} ({result.method}, {result.rows} rows) and its table beside it")
     if args.every_row:
         print(f"wrote a submission for each of the {result.methods} rows into {args.every_row}")
+
+
+def run_bundle(args: argparse.Namespace) -> None:
+    from digit_keras.serving import BUNDLED_MODEL_DIR
+    from digit_keras.serving.bundle import bundle
+
+    manifest = bundle(args.runs, args.out or BUNDLED_MODEL_DIR)
+    print(
+        f"wrote {args.out or BUNDLED_MODEL_DIR}: {manifest['models']} model(s), holdout accuracy "
+        f"{manifest['holdout_accuracy']:.2%} on {manifest['holdout_images']} images"
+    )
 
 
 def run_report(args: argparse.Namespace) -> None:

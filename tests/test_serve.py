@@ -302,13 +302,16 @@ def test_image_predict_command(onnx_run, tmp_path, capsys):
     assert re.search(r"letter.png: (\d) \(\d+\.\d%, not sure: \1 or \d\?\)$", letter)
 
 
-def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(onnx_run, tmp_path):
-    from digit_keras.serving.bundle import bundle
-
-    manifest = bundle([onnx_run], tmp_path / "bundled")
+def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(
+    onnx_run, tmp_path, capsys
+):
+    assert main(["bundle", str(onnx_run), "--out", str(tmp_path / "bundled")]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'bundled'}: 1 model(s)")
+    manifest = json.loads((tmp_path / "bundled" / "manifest.json").read_text())
     metrics = json.loads((onnx_run / "metrics.json").read_text())
     assert manifest["command"] == f"make bundle: {metrics['command']}"
-    assert json.loads((tmp_path / "bundled" / "manifest.json").read_text()) == manifest
+    assert main(["bundle", str(tmp_path), "--out", str(tmp_path / "other")]) == 2
+    assert "not a finished fit run" in capsys.readouterr().err
     assert manifest["holdout_accuracy"] == metrics["holdout_accuracy"]
     assert manifest["onnx_max_abs_diff"] <= 1e-4
     assert sorted(p.name for p in (tmp_path / "bundled").iterdir()) == [

@@ -1,6 +1,6 @@
-"""Make the bundled default model from finished runs (`make bundle` runs it).
+"""Make the bundled default model from finished runs: `digit-keras bundle` (`make bundle`).
 
-    python -m digit_keras.serving.bundle RUN_DIR [RUN_DIR ...] [--out TARGET_DIR]
+    digit-keras bundle RUN_DIR [RUN_DIR ...] [--out TARGET_DIR]
 
 One run's model, or the mean of several runs' probabilities as one model
 (`models.averaged`), goes into TARGET_DIR (default saved_models/default) as model.keras
@@ -13,7 +13,6 @@ on rows none of them trained on.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -84,18 +83,3 @@ def _holdout(run_dir: Path) -> dict[str, np.ndarray]:
     """The run's holdout rows, labels and logits (`holdout.npz`), read and closed."""
     with np.load(run_dir / runs.HOLDOUT_FILE) as saved:
         return dict(saved)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL_DIR, metavar="TARGET_DIR")
-    args = parser.parse_args(argv)
-    try:
-        print(json.dumps(bundle(args.runs, args.out), indent=2))
-    except UserError as err:
-        raise SystemExit(f"bundle: error: {err}") from None
-
-
-if __name__ == "__main__":
-    main()
