@@ -24,11 +24,11 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from digit_keras import layout
 from digit_keras.ensemble.combine import mean_probabilities
 from digit_keras.errors import UserError
-from digit_keras.predictors import load_predictor, locate
+from digit_keras.model_formats import load_predictor, locate
 from digit_keras.serving.preprocess import picture_to_digit
-from digit_keras.training import cv
 
 UCI_LEVELS = 16  # the UCI digits' grey levels run 0-16
 
@@ -46,9 +46,9 @@ def uci_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def models_of(spec: str) -> list[str]:
     """A cv run's models (folds or bag members), or the one model `spec` names."""
-    if not (Path(spec) / cv.CV_FILE).is_file():
+    if not (Path(spec) / layout.CV_FILE).is_file():
         return [spec]
-    return [str(directory) for directory in cv.model_dirs(Path(spec))]
+    return [str(directory) for directory in layout.model_dirs(Path(spec))]
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def main() -> None:
     import keras
 
     from digit_keras.config import parse_assignment
-    from digit_keras.inference import fold_batch_norm
+    from digit_keras.keras_inference import fold_batch_norm
     from digit_keras.models import build_model, list_models
     from digit_keras.models.stats import describe
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from digit_keras.data import load_train
 from digit_keras.data.split import stratified_holdout
-from digit_keras.predictors import load_predictor, locate
+from digit_keras.model_formats import load_predictor, locate
 from digit_keras.serving import BUNDLED_MODEL_DIR
 from digit_keras.serving.numbers import read_number
 from digit_keras.serving.preprocess import BadImage

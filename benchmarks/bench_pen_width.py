@@ -25,12 +25,12 @@ import numpy as np
 from bench_handwriting import models_of
 from scipy import ndimage
 
+from digit_keras import layout
 from digit_keras.data import load_train
 from digit_keras.ensemble.combine import mean_probabilities
 from digit_keras.errors import UserError
-from digit_keras.predictors import load_predictor, locate
+from digit_keras.model_formats import load_predictor, locate
 from digit_keras.serving.preprocess import mnist_style
-from digit_keras.training import runs
 
 PENS = (0, 1, 2)  # pixels added to the strokes on every side
 CROSS = ndimage.generate_binary_structure(2, 1)
@@ -60,10 +60,10 @@ def main() -> None:
         for model in models_of(spec):
             path = Path(model)
             try:
-                dataset = runs.run_dataset(path)
+                dataset = layout.run_dataset(path)
                 if dataset not in images:
                     images[dataset] = load_train(dataset, args.data)[0]
-                with np.load(path / runs.HOLDOUT_FILE) as holdout:
+                with np.load(path / layout.HOLDOUT_FILE) as holdout:
                     rows, labels = holdout["rows"], holdout["labels"]
                 predict = load_predictor(locate(model))
             except (UserError, OSError) as err:

@@ -19,14 +19,17 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-from digit_keras.serving.server import start_serve_process
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/
+from tests.processes import start_serve_process
 
 
 def _digit_png() -> bytes:

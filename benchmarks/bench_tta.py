@@ -1,7 +1,7 @@
 """Test-time augmentation measured on out-of-fold rows of a finished cv run.
 
 Re-predicts each fold's held-out rows with its saved fold model, plain, with TTA (the image
-and its four one-pixel shifts, digit_keras/inference.py) and with the full 3x3 grid of one-pixel
+and its four one-pixel shifts, keras_inference.py) and with the full 3x3 grid of one-pixel
 shifts (nine views, to see whether more views pay for their cost), and prints the accuracies per
 fold and overall. With --member FILE it also predicts test.csv with TTA and writes the run as an
 ensemble member file with TTA logits, so TTA members join `ensemble` without retraining.
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from digit_keras import layout
 from digit_keras.data import load_test, load_train
-from digit_keras.ensemble.base_runs import BaseRun, save_member
-from digit_keras.inference import load_model, predict_logits
+from digit_keras.keras_inference import load_model, predict_logits
+from digit_keras.members import BaseRun, save_member
 from digit_keras.scoring import logit_scores
-from digit_keras.training import cv, runs
+from digit_keras.training import cv
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> str:
@@ -41,11 +42,11 @@ def main() -> None:
     parser.add_argument("--member", type=Path, help="write a TTA member file here")
     args = parser.parse_args()
 
-    settings = json.loads((args.run / cv.CV_FILE).read_text())
+    settings = json.loads((args.run / layout.CV_FILE).read_text())
     images, labels, _ = load_train("kaggle", args.data)
-    if not np.array_equal(labels, np.load(args.run / cv.LABELS_FILE)):
+    if not np.array_equal(labels, np.load(args.run / layout.LABELS_FILE)):
         raise SystemExit(f"{args.run}: trained on other rows than --data holds")
-    folds = np.load(args.run / cv.FOLDS_FILE)
+    folds = np.load(args.run / layout.FOLDS_FILE)
     test_images = load_test("kaggle", args.data)[0] if args.member else None
     plain = np.full((len(labels), 10), np.nan, np.float32)
     tta = np.full_like(plain, np.nan)
@@ -54,7 +55,7 @@ def main() -> None:
     started = time.perf_counter()
     for fold in range(settings["trained_folds"]):
         rows = np.flatnonzero(folds == fold)
-        model = load_model(cv.model_dirs(args.run)[fold] / runs.MODEL_FILE)
+        model = load_model(layout.model_dirs(args.run)[fold] / layout.MODEL_FILE)
         plain[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH)  # also for a --tta run
         tta[rows] = predict_logits(model, images[rows], cv.PREDICT_BATCH, tta=True)
         grid[rows] = predict_logits(

@@ -474,8 +474,8 @@ def run_tune(args: argparse.Namespace) -> None:
 
     import_keras()
     from digit_keras.config import default_space_path
+    from digit_keras.layout import BEST_CONFIG
     from digit_keras.tuning.search import (
-        BEST_CONFIG,
         SearchSettings,
         format_trials,
         resume_search,
@@ -512,7 +512,7 @@ def run_predict(args: argparse.Namespace) -> None:
         return
     if not args.model:
         raise UserError("predict needs --model to write a submission (or IMAGE files)")
-    from digit_keras.predictors import predict_submission
+    from digit_keras.model_formats import predict_submission
 
     result = predict_submission(
         args.model, args.out, args.data, args.dataset, args.batch_size, args.tta
@@ -532,7 +532,7 @@ def _doubt(probabilities) -> str:
 
 
 def run_predict_pictures(args: argparse.Namespace) -> None:
-    from digit_keras.export import ONNX_FILE
+    from digit_keras.layout import ONNX_FILE
     from digit_keras.serving import BUNDLED_MODEL_DIR
     from digit_keras.serving.pictures import predict_pictures, read_numbers
 

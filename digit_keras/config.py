@@ -220,7 +220,7 @@ class TrainConfig:
     # auto: bf16 where the hardware has it
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     # Images over which BatchNorm statistics are recomputed after training (0: keep Keras's
-    # moving averages); see digit_keras/training/batch_norm.py.
+    # moving averages); see digit_keras/training/bn_recalibration.py.
     bn_recalibration_images: Annotated[Int, Ge(0)] = 8192
     # Share of each target spread evenly over all classes (training/losses.py); 0 = hard labels.
     label_smoothing: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.0

@@ -1,9 +1,10 @@
 """Deployable copies of a trained model, SavedModel and ONNX, each checked against Keras.
 
 The exported graph is float32 inference only, whatever precision the run trained in: no
-augmentation (that lives in the data pipeline), no dropout, BatchNorm folded into the convs, the
-model's own 1/255 scaling, and a softmax added. Input `image`: float32 (batch, 28, 28, 1) holding
-raw pixel values 0-255, as in the Kaggle CSVs; output: the 10 class probabilities.
+augmentation (a training-only wrapper around the network, data/augment.py), no dropout,
+BatchNorm folded into the convs, the model's own 1/255 scaling, and a softmax added. Input
+`image`: float32 (batch, 28, 28, 1) holding raw pixel values 0-255, as in the Kaggle CSVs;
+output: the 10 class probabilities.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from digit_keras import layout
 from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.errors import UserError
-from digit_keras.predictors import (
+from digit_keras.model_formats import (
     INPUT_NAME,
     OUTPUT_NAME,
     onnx_probabilities,
@@ -31,9 +33,6 @@ from digit_keras.predictors import (
 )
 from digit_keras.runtime import import_tensorflow
 
-SAVEDMODEL_DIR = "savedmodel"
-ONNX_FILE = "model.onnx"
-REPORT_FILE = "export.json"
 FORMATS = ("savedmodel", "onnx")
 TOLERANCE = 1e-4  # largest allowed difference in any probability, exported vs Keras
 
@@ -43,7 +42,7 @@ def serving_model(model):
     import_tensorflow()
     import keras
 
-    from digit_keras.inference import fold_batch_norm
+    from digit_keras.keras_inference import fold_batch_norm
 
     core = fold_batch_norm(model, dtype="float32")
     image = keras.Input((28, 28, 1), name=INPUT_NAME, dtype="float32")
@@ -107,7 +106,7 @@ def export(
     layers, batch norm unfolded, computing in float32 as the export does) is removed again and
     raised as an error: so a wrong batch-norm fold or a layer left in bf16 cannot pass.
     """
-    from digit_keras.inference import predict_logits, with_dtype
+    from digit_keras.keras_inference import predict_logits, with_dtype
     from digit_keras.scoring import softmax
 
     serving = serving_model(model)
@@ -115,12 +114,12 @@ def export(
     for fmt in formats:
         started = time.perf_counter()
         if fmt == "savedmodel":
-            target = out_dir / SAVEDMODEL_DIR
+            target = out_dir / layout.SAVEDMODEL_DIR
             write_savedmodel(serving, target)
             seconds = time.perf_counter() - started
             got = savedmodel_probabilities(savedmodel_signature(target), images)
         else:
-            target = out_dir / ONNX_FILE
+            target = out_dir / layout.ONNX_FILE
             write_onnx(serving, target, opset)
             seconds = time.perf_counter() - started
             got = onnx_probabilities(onnx_session(target), images)
@@ -188,21 +187,20 @@ def export_run(
     format's check in the run's export.json as it passes (formats exported before are kept)."""
     from digit_keras.data import load_test
     from digit_keras.errors import DataError
-    from digit_keras.inference import load_model
-    from digit_keras.training import runs
+    from digit_keras.keras_inference import load_model
 
-    if not (run_dir / runs.MODEL_FILE).is_file():
-        raise UserError(f"{run_dir}: no {runs.MODEL_FILE} here; --model takes a finished run")
+    if not (run_dir / layout.MODEL_FILE).is_file():
+        raise UserError(f"{run_dir}: no {layout.MODEL_FILE} here; --model takes a finished run")
     try:
-        images = load_test(runs.run_dataset(run_dir), data_dir)[0][:check_images]
+        images = load_test(layout.run_dataset(run_dir), data_dir)[0][:check_images]
         checked_on = "test-set images"
     except DataError:
         images = random_images(check_images)
         checked_on = "random images (no test set found)"
-    report_path = run_dir / REPORT_FILE
+    report_path = run_dir / layout.EXPORT_FILE
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     for fmt, check in export(
-        load_model(run_dir / runs.MODEL_FILE), run_dir, formats, images, opset
+        load_model(run_dir / layout.MODEL_FILE), run_dir, formats, images, opset
     ):
         report[fmt] = {**check, "checked_on": checked_on}
         write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")

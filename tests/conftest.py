@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from digit_keras.data.kaggle import PIXEL_COLUMNS, TRAIN_COLUMNS
+from tests.processes import start_serve_process
 
 
 def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +37,7 @@ def holdout_accuracy_of(model_path: Path, split_seed: int = 0, n_train: int = 32
     """The saved model's accuracy on the holdout rows that `fit --split-seed split_seed` held
     out of the synthetic training data, recomputed through the inference path."""
     from digit_keras.data.split import stratified_holdout
-    from digit_keras.inference import load_model, predict_logits
+    from digit_keras.keras_inference import load_model, predict_logits
 
     images, labels = synthetic_digits(n_train)
     _, holdout = stratified_holdout(labels, 0.1, seed=split_seed)
@@ -164,8 +165,6 @@ def data_dir(tmp_path) -> Path:
 @contextlib.contextmanager
 def serving(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """`digit-keras serve ARGS` as a user starts it, once /health answers; stopped on exit."""
-    from digit_keras.serving.server import start_serve_process
-
     try:
         process, url = start_serve_process(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from digit_keras.cli import main
-from digit_keras.inference import load_model
-from digit_keras.models.batch_norm import FusedBatchNormalization
+from digit_keras.keras_inference import load_model
+from digit_keras.models.fused_batch_norm import FusedBatchNormalization
 from digit_keras.runtime import import_tensorflow
-from digit_keras.training.batch_norm import recalibrate_batch_norm
+from digit_keras.training.bn_recalibration import recalibrate_batch_norm
 from tests.conftest import synthetic_digits, three_step_fit_args
 
 import_tensorflow()

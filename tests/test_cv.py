@@ -14,7 +14,7 @@ from digit_keras.cli import main
 from digit_keras.config import load_config, to_toml
 from digit_keras.data.split import stratified_folds
 from digit_keras.errors import UserError
-from digit_keras.inference import load_model, predict_logits
+from digit_keras.keras_inference import load_model, predict_logits
 from digit_keras.scoring import accuracy, mean_log_probabilities
 from digit_keras.training.cv import seed_statistics
 from tests.conftest import synthetic_digits

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.processes import free_ports
 
 # Splits the CPU into two logical devices before TensorFlow starts: two replicas on one machine.
 _TWO_CPU_DEVICES = textwrap.dedent(
@@ -65,17 +66,6 @@ def test_mirrored_two_replicas_match_one_device(data_dir, tmp_path):
     assert losses["mirrored"] == pytest.approx(losses["default"], rel=0.02)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _fit_argv(data_dir, out, *extra: str, epochs: int = 2) -> list[str]:
     argv = ["fit", "--data", str(data_dir), "--out", str(out), "--epochs", str(epochs)]
     argv += ["--seed", "3", "--set", "model.width=4", "--set", "model.dropout=0.0"]
@@ -100,7 +90,7 @@ NO_AUGMENTATION = [
 
 def _start_workers(commands: list[list[str]], env: dict | None = None) -> list[subprocess.Popen]:
     """One process per command, as the workers of one TF_CONFIG cluster on 127.0.0.1."""
-    ports = _free_ports(len(commands))
+    ports = free_ports(len(commands))
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
     for index, command in enumerate(commands):

@@ -184,7 +184,8 @@ def test_holdout_runs_restrict_the_ensemble_to_their_rows(tmp_path, labels):
 
 def test_member_files_stand_in_for_their_runs(tmp_path, labels, capsys):
     """A member file (float16, no labels) ensembles like its run, given the training labels."""
-    from digit_keras.ensemble.base_runs import load_run, save_member
+    from digit_keras.ensemble.base_runs import load_run
+    from digit_keras.members import save_member
 
     good = write_cv_run(tmp_path / "good", labels, _logits_with_accuracy(labels, 0.9, 7))
     fair = write_cv_run(tmp_path / "fair", labels, _logits_with_accuracy(labels, 0.7, 8))

@@ -17,8 +17,8 @@ from tests.conftest import TINY, run_cli_on_jax
 
 import_tensorflow()
 from digit_keras.export import TOLERANCE, export, random_images  # noqa: E402
+from digit_keras.model_formats import load_predictor, locate  # noqa: E402
 from digit_keras.models import build_model, list_models  # noqa: E402
-from digit_keras.predictors import load_predictor, locate  # noqa: E402
 
 
 def _train(data_dir, out, precision: str = "float32"):
@@ -154,7 +154,7 @@ def _assert_exports_with_parity(model, out_dir: Path) -> None:
 
 
 def test_parity_is_checked_against_the_trained_model_so_a_wrong_fold_fails(monkeypatch, tmp_path):
-    import digit_keras.inference as inference
+    import digit_keras.keras_inference as inference
 
     fold = inference.fold_batch_norm
 

@@ -8,7 +8,7 @@ import_tensorflow()
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from digit_keras.inference import (  # noqa: E402
+from digit_keras.keras_inference import (  # noqa: E402
     TTA_SHIFTS,
     fold_batch_norm,
     predict_logits,

@@ -7,7 +7,8 @@ from tests.conftest import synthetic_digits
 import_tensorflow()
 
 from digit_keras.data.batches import ArrayBatches  # noqa: E402
-from digit_keras.data.pipeline import epoch_order, make_dataset  # noqa: E402
+from digit_keras.data.order import epoch_order  # noqa: E402
+from digit_keras.data.pipeline import make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

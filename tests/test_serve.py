@@ -332,7 +332,7 @@ def test_a_bundled_model_serves_and_its_manifest_names_the_training_command(
 
 @pytest.mark.slow
 def test_a_bundle_of_several_runs_serves_the_mean_of_their_probabilities(onnx_run, tmp_path):
-    from digit_keras.predictors import load_predictor, locate
+    from digit_keras.model_formats import load_predictor, locate
     from digit_keras.serving.bundle import bundle
     from tests.conftest import synthetic_digits
 

@@ -15,8 +15,8 @@ import pytest
 
 from digit_keras.cli import main
 from digit_keras.config import default_config_path, default_space_path, load_config
-from digit_keras.serving.server import free_port
 from digit_keras.tuning.space import load_space
+from tests.processes import free_ports
 
 TINY_SPACE = """
 [search]
@@ -171,7 +171,7 @@ def test_a_chief_and_two_workers_share_one_search_on_localhost(data_dir, tmp_pat
     space_file = tmp_path / "space.toml"
     space_file.write_text(TINY_SPACE.replace("max_trials = 2", "max_trials = 4"))
     base_env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1"}
-    base_env["KERASTUNER_ORACLE_PORT"] = str(free_port())
+    base_env["KERASTUNER_ORACLE_PORT"] = str(free_ports()[0])
     command = [sys.executable, "-m", "digit_keras", "tune", "--data", str(data_dir)]
     command += ["--space", str(space_file), "--batch-size", "32", "--out", "shared"]
     processes = [

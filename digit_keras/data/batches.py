@@ -14,7 +14,7 @@ import math
 import keras
 import numpy as np
 
-from digit_keras.data.pipeline import epoch_order
+from digit_keras.data.order import epoch_order
 
 
 class ArrayBatches(keras.utils.PyDataset):

@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from digit_keras.data.order import epoch_order
+from digit_keras.runtime import backend
+
 MAP_PARALLELISM = 2  # batches gathered at once: enough to keep ahead of a training step
 PREFETCH_BATCHES = 2
-
-
-def epoch_order(rows: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """The rows one training epoch visits, in order: a permutation seeded by (seed, epoch), cut
-    to whole batches (every step has the same global batch across replicas)."""
-    order = np.random.default_rng([seed, epoch]).permutation(rows)
-    return order[: rows // batch_size * batch_size]
 
 
 def make_dataset(
@@ -44,10 +40,8 @@ def make_dataset(
     `steps_per_epoch` set. Other datasets hold every image once, in order. `replicas` only
     matters off TensorFlow: see `ArrayBatches.pad_to`.
     """
-    from digit_keras.runtime import backend
-
     if backend() != "tensorflow":
-        from digit_keras.data.batches import ArrayBatches
+        from digit_keras.data.batches import ArrayBatches  # imports Keras: only off TensorFlow
 
         return ArrayBatches(images, labels, batch_size, training, seed, epochs.start, replicas)
     import tensorflow as tf

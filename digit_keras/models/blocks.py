@@ -5,13 +5,13 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
-from digit_keras.models.batch_norm import FusedBatchNormalization
 from digit_keras.models.deskew import Deskew
+from digit_keras.models.fused_batch_norm import FusedBatchNormalization
 
 # PyTorch's default (its 0.1). Keras's 0.99 averages over ~100 steps, so at a high learning rate
 # the moving statistics trail the weights and early-epoch holdout scores collapse (11% after
 # epoch 1 of `basic`); 0.9 follows within ~10 steps. Training itself never reads them, and the
-# saved model gets exact statistics anyway (digit_keras/training/batch_norm.py).
+# saved model gets exact statistics anyway (digit_keras/training/bn_recalibration.py).
 BN_MOMENTUM = 0.9
 
 

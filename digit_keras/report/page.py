@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, log_loss
 
+from digit_keras import layout
 from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.config import load_config
 from digit_keras.data import load_train
 from digit_keras.errors import UserError
 from digit_keras.report import figures
 from digit_keras.report.sources import HeldOut, ReportRun, load_report_run
-from digit_keras.training import runs
 
 CALIBRATION_BINS = 10
 CONFIDENT_CORRECT = 16
@@ -52,7 +52,7 @@ def write_report(
         raise UserError(
             f"several runs are compared as ensemble members, so give cv runs; {names} is not"
         )
-    config = load_config(reported[0].path / runs.CONFIG_FILE)
+    config = load_config(reported[0].path / layout.CONFIG_FILE)
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     for run in reported:
         rows = run.held_out.rows

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from digit_keras import layout
 from digit_keras.errors import UserError
 from digit_keras.scoring import softmax
-from digit_keras.training import cv, runs
 
 
 @dataclass
@@ -50,28 +50,29 @@ class ReportRun:
 
 def load_report_run(path: str | Path) -> ReportRun:
     path = Path(path)
-    if not (path / runs.CONFIG_FILE).is_file():
+    if not (path / layout.CONFIG_FILE).is_file():
         raise UserError(
-            f"{path}: not a run directory (no {runs.CONFIG_FILE}); report takes fit and cv runs"
+            f"{path}: not a run directory (no {layout.CONFIG_FILE}); report takes fit and cv runs"
         )
-    if not (path / runs.METRICS_FILE).is_file():
+    if not (path / layout.METRICS_FILE).is_file():
         raise UserError(
-            f"{path}: the run is unfinished (no {runs.METRICS_FILE}); "
+            f"{path}: the run is unfinished (no {layout.METRICS_FILE}); "
             f"finish it with --resume {path}"
         )
-    metrics = json.loads((path / runs.METRICS_FILE).read_text())
-    config_text = (path / runs.CONFIG_FILE).read_text()
-    if (path / cv.CV_FILE).is_file():
+    metrics = json.loads((path / layout.METRICS_FILE).read_text())
+    config_text = (path / layout.CONFIG_FILE).read_text()
+    if (path / layout.CV_FILE).is_file():
         return _cv_run(path, config_text, metrics)
     if metrics.get("holdout_accuracy") is None:
         raise UserError(
             f"{path}: the run has no holdout rows (val_fraction = 0), so nothing to report on"
         )
-    if not (path / runs.HOLDOUT_FILE).is_file():
+    if not (path / layout.HOLDOUT_FILE).is_file():
         raise UserError(
-            f"{path}: no {runs.HOLDOUT_FILE} (the run predates it); train it again to report on it"
+            f"{path}: no {layout.HOLDOUT_FILE} (the run predates it); "
+            "train it again to report on it"
         )
-    with np.load(path / runs.HOLDOUT_FILE) as saved:
+    with np.load(path / layout.HOLDOUT_FILE) as saved:
         held_out = HeldOut(
             saved["rows"], saved["labels"].astype(np.int64), softmax(saved["logits"])
         )
@@ -79,11 +80,12 @@ def load_report_run(path: str | Path) -> ReportRun:
 
 
 def _cv_run(path: Path, config_text: str, metrics: dict[str, Any]) -> ReportRun:
-    labels = np.load(path / cv.LABELS_FILE).astype(np.int64)
-    logits = np.load(path / cv.OOF_LOGITS_FILE)
+    labels = np.load(path / layout.LABELS_FILE).astype(np.int64)
+    logits = np.load(path / layout.OOF_LOGITS_FILE)
     rows = np.flatnonzero(~np.isnan(logits).any(axis=1))
     histories = {
-        directory.name.replace("-", " "): _history(directory) for directory in cv.model_dirs(path)
+        directory.name.replace("-", " "): _history(directory)
+        for directory in layout.model_dirs(path)
     }
     held_out = HeldOut(rows, labels[rows], softmax(logits[rows]))
     return ReportRun(path, "cv", config_text, metrics, histories, held_out)
@@ -91,6 +93,6 @@ def _cv_run(path: Path, config_text: str, metrics: dict[str, Any]) -> ReportRun:
 
 def _history(run_dir: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(run_dir / runs.HISTORY_FILE)
+        return pd.read_csv(run_dir / layout.HISTORY_FILE)
     except (OSError, pd.errors.ParserError) as err:
-        raise UserError(f"{run_dir}: cannot read {runs.HISTORY_FILE}: {err}") from None
+        raise UserError(f"{run_dir}: cannot read {layout.HISTORY_FILE}: {err}") from None

@@ -26,8 +26,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from digit_keras import layout
 from digit_keras.errors import UserError
-from digit_keras.export import ONNX_FILE
 from digit_keras.serving.doubt import SURE_PROBABILITY, TOP, is_sure, top_labels
 from digit_keras.serving.numbers import read_number
 from digit_keras.serving.preprocess import (
@@ -64,16 +64,18 @@ class ServedModel:
 
 def load_served_model(path: Path) -> ServedModel:
     """Load an `.onnx` file, or the `model.onnx` of a run directory, with its description."""
-    from digit_keras.predictors import onnx_session
+    from digit_keras.model_formats import onnx_session
 
-    onnx_path = path / ONNX_FILE if path.is_dir() else path
+    onnx_path = path / layout.ONNX_FILE if path.is_dir() else path
     if path.is_dir() and not onnx_path.is_file():
         raise UserError(
-            f"{path}: no {ONNX_FILE}; export it first: digit-keras export --model {path} "
+            f"{path}: no {layout.ONNX_FILE}; export it first: digit-keras export --model {path} "
             "--format onnx"
         )
     if onnx_path.suffix != ".onnx" or not onnx_path.is_file():
-        raise UserError(f"{path}: expected a run directory with {ONNX_FILE}, or a .onnx file")
+        raise UserError(
+            f"{path}: expected a run directory with {layout.ONNX_FILE}, or a .onnx file"
+        )
     # One thread per call: requests run side by side, each on a core, rather than each
     # request's tiny graph split over all cores.
     return ServedModel(onnx_path, onnx_session(onnx_path, threads=1), _describe(onnx_path.parent))
@@ -85,7 +87,7 @@ def _describe(folder: Path) -> dict[str, Any]:
     Nothing that names a file-system path: not the model's place on this server, nor the
     training command (it names folders of the machine that trained the model).
     """
-    for name in ("manifest.json", "metrics.json"):
+    for name in (layout.MANIFEST_FILE, layout.METRICS_FILE):
         if (folder / name).is_file():
             raw = json.loads((folder / name).read_text())
             keys = ("arch", "models", "holdout_accuracy", "trained", "commit")

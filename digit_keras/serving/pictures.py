@@ -55,7 +55,7 @@ class NumberAnswer:
 def read_numbers(model_spec: str, paths: list[str]) -> list[NumberAnswer]:
     """Read the whole number in each picture, as `POST /predict/number` does, with any model
     format; a picture that cannot be read gets its error in the answer."""
-    from digit_keras.predictors import load_predictor, locate
+    from digit_keras.model_formats import load_predictor, locate
 
     predict = load_predictor(locate(model_spec))
     answers = []
@@ -73,7 +73,7 @@ def predict_pictures(model_spec: str, paths: list[str]) -> list[PictureAnswer]:
 
     A picture that cannot be read gets its error in the answer; the others are still answered.
     """
-    from digit_keras.predictors import load_predictor, locate
+    from digit_keras.model_formats import load_predictor, locate
 
     files = picture_files(paths)
     digits, answers = [], []

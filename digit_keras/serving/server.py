@@ -10,11 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 
 from digit_keras.errors import UserError
@@ -67,36 +62,3 @@ def listening_socket(host: str, port: int) -> socket.socket:
         raise UserError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     sock.set_inheritable(True)
     return sock
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def start_serve_process(
-    args: Sequence[str] = (), timeout: float = 60.0, **popen_options
-) -> tuple[subprocess.Popen, str]:
-    """`digit-keras serve ARGS` in a child process on a free port of 127.0.0.1, as a user starts
-    it; returned with its URL once /health answers. For tests and benchmarks: the caller stops
-    it. A server that exits or stays unready for `timeout` s is stopped, and the RuntimeError
-    carries its output (when `stdout` is piped)."""
-    port = free_port()
-    command = [sys.executable, "-m", "digit_keras", "serve", "--port", str(port), *args]
-    process = subprocess.Popen(command, **popen_options)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/health", timeout=1) as response,
-        ):
-            if response.status == 200:
-                return process, url
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.terminate()
-            output = process.communicate()[0] if process.stdout else None
-            raise RuntimeError("the server did not start" + (f": {output}" if output else ""))
-        time.sleep(0.2)

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from digit_keras import layout
 from digit_keras.atomic import atomic_path
 from digit_keras.training import runs
 
@@ -167,16 +168,16 @@ def make_callbacks(
     callbacks: list[keras.callbacks.Callback] = [meter]
     if has_holdout:
         previous_best = (
-            best_logged(run_dir / runs.HISTORY_FILE, "val_accuracy") if resuming else None
+            best_logged(run_dir / layout.HISTORY_FILE, "val_accuracy") if resuming else None
         )
         callbacks.append(
-            BestCheckpoint(network, run_dir / runs.BEST_CHECKPOINT, "val_accuracy", previous_best)
+            BestCheckpoint(network, run_dir / layout.BEST_CHECKPOINT, "val_accuracy", previous_best)
         )
     # The backup outlives `fit()`: it goes only once model.keras and metrics.json are written
     # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
     callbacks += [
-        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resuming),
-        Backup(str(run_dir / runs.BACKUP_DIR), delete_checkpoint=False),
-        tensorboard_callback(run_dir / runs.TENSORBOARD_DIR),
+        keras.callbacks.CSVLogger(str(run_dir / layout.HISTORY_FILE), append=resuming),
+        Backup(str(run_dir / layout.BACKUP_DIR), delete_checkpoint=False),
+        tensorboard_callback(run_dir / layout.TENSORBOARD_DIR),
     ]
     return callbacks

@@ -1,17 +1,8 @@
 """K-fold cross-validation, one fold of it, or a bag: the work behind `digit-keras cv`.
 
-A cv run directory holds:
-  config.toml, cv.json   the resolved config; folds, mode, seed, row counts, data sources
-  folds.npy              fold number of every training row (int8, N): a function of labels and seed
-  labels.npy             the training labels (int32, N), so `ensemble` needs no CSV
-  fold-<k>/ (member-<m>/ in a bag)
-                         a complete `fit`-style run per model (model, history, TensorBoard, backup)
-                         plus train_rows.npy (the rows it trained on), oof_logits.npy (its held-out
-                         rows), test_logits.npy (the test set) and member.npz (the model alone)
-  oof_logits.npy         out-of-fold logits for every row (N x 10; NaN for rows never held out)
-  test_logits.npy        test-set logits of each model (models x T x 10)
-  member.npz             the run as a small, shareable ensemble member (ensemble/base_runs.py)
-  metrics.json           per-model and overall out-of-fold accuracy and log-loss; written last
+A cv run directory (layout.py lists its files) holds the resolved config and cv.json, the folds
+and labels, a fit-style folder per model, the out-of-fold and test-set logits, the run as a
+member file and, written last, metrics.json.
 
 Holdout mode trains fold 0 only: a 1/K holdout that lines up with K-fold runs of the same seed.
 Bag mode trains N members on fold 0's holdout, each on its own random share of the other rows
@@ -35,25 +26,24 @@ from typing import Any
 
 import numpy as np
 
+from digit_keras import layout
 from digit_keras.atomic import save_npy_atomic, write_text_atomic
 from digit_keras.config import TrainConfig, load_config, to_toml
 from digit_keras.data import load_test, load_train
 from digit_keras.data.split import bag_rows, stratified_folds
 from digit_keras.errors import UserError
+from digit_keras.keras_inference import load_model, predict_logits
+from digit_keras.members import BaseRun, save_member
 from digit_keras.scoring import logit_scores, mean_log_probabilities
 from digit_keras.training import runs
+from digit_keras.training.fit import TrainingData, start_training, train_split
 
-CV_FILE = "cv.json"
-SEEDS_FILE = "seeds.json"
-FOLDS_FILE = "folds.npy"
-LABELS_FILE = "labels.npy"
-OOF_LOGITS_FILE = "oof_logits.npy"
-TRAIN_ROWS_FILE = "train_rows.npy"
-TEST_LOGITS_FILE = "test_logits.npy"
 PREDICT_BATCH = 1024
 # What a cv run has to show for itself before a failure should leave it on disk.
 PROGRESS = tuple(
-    f"{unit}-*/{done}" for unit in ("fold", "member") for done in (runs.BACKUP_DIR, runs.MODEL_FILE)
+    f"{unit}-*/{done}"
+    for unit in ("fold", "member")
+    for done in (layout.BACKUP_DIR, layout.MODEL_FILE)
 )
 
 
@@ -100,7 +90,7 @@ class Scheme:
         return f"{self.unit}s"
 
     def model_dir(self, run_dir: Path, index: int) -> Path:
-        return run_dir / f"{self.unit}-{index}"
+        return layout.model_dir(run_dir, self.unit, index)
 
     def rows(
         self, index: int, labels: np.ndarray, assignment: np.ndarray, split_seed: int
@@ -189,21 +179,15 @@ def cv_seeds(
             run = start_cv(seeded, scheme, data_dir, tta, out=root / f"seed-{seed}")
             run_dirs.append(run.run_dir)
     summary = seed_statistics(run_dirs)
-    runs.write_json(root / SEEDS_FILE, summary)
+    runs.write_json(root / layout.SEEDS_FILE, summary)
     return summary
-
-
-def model_dirs(run_dir: Path) -> list[Path]:
-    """The directories of a cv run's models (folds or bag members), in order."""
-    scheme = Scheme.from_settings(json.loads((run_dir / CV_FILE).read_text()))
-    return [scheme.model_dir(run_dir, index) for index in range(scheme.models)]
 
 
 def resumable_cv_dir(path: str | Path) -> tuple[Path, TrainConfig, dict[str, Any]]:
     """Check that `path` holds an unfinished cv run; return it with its config and cv.json."""
-    run_dir = runs.resumable_run_dir(path, CV_FILE, runs.METRICS_FILE, "cv run")
-    settings = json.loads((run_dir / CV_FILE).read_text())
-    return run_dir, load_config(run_dir / runs.CONFIG_FILE), settings
+    run_dir = runs.resumable_run_dir(path, layout.CV_FILE, layout.METRICS_FILE, "cv run")
+    settings = json.loads((run_dir / layout.CV_FILE).read_text())
+    return run_dir, load_config(run_dir / layout.CONFIG_FILE), settings
 
 
 def cross_validate(
@@ -218,7 +202,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Train the scheme's models (folds or bag members); return the metrics it saves.
 
-    With `tta`, the saved out-of-fold and test logits are test-time augmented (inference.py).
+    With `tta`, the saved out-of-fold and test logits are test-time augmented (keras_inference.py).
 
     With `only_fold`, train that model alone into `run_dir`, which other processes (other
     machines, on a shared filesystem) may fill with the others of the same config; whichever
@@ -230,13 +214,8 @@ def cross_validate(
     """
     started = time.perf_counter()
     made_by = runs.provenance()  # now: the checkout may change while the models train
-    from digit_keras.training.fit import TrainingData, start_training, train_split
-
     config, strategy_name, strategy = start_training(config)
     import keras
-
-    from digit_keras.ensemble.base_runs import MEMBER_FILE, BaseRun, save_member
-    from digit_keras.inference import load_model, predict_logits
 
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     test_images, test_source = load_test(config.data.dataset, data_dir)
@@ -258,17 +237,17 @@ def cross_validate(
         "test_rows": len(test_images),
         "test_data": test_source,
     }
-    joining = only_fold is not None and (run_dir / CV_FILE).is_file()
+    joining = only_fold is not None and (run_dir / layout.CV_FILE).is_file()
     if resuming or joining:
         _check_same_split(run_dir, labels, assignment)
     if joining:
         _check_same_run(run_dir, config, settings)
     elif not resuming:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
-        save_npy_atomic(run_dir / FOLDS_FILE, assignment)
-        save_npy_atomic(run_dir / LABELS_FILE, labels)
-        runs.write_json(run_dir / CV_FILE, settings)
+        write_text_atomic(run_dir / layout.CONFIG_FILE, to_toml(config))
+        save_npy_atomic(run_dir / layout.FOLDS_FILE, assignment)
+        save_npy_atomic(run_dir / layout.LABELS_FILE, labels)
+        runs.write_json(run_dir / layout.CV_FILE, settings)
         if only_fold is not None:  # two processes may have started the run at once
             _check_same_run(run_dir, config, settings)
 
@@ -283,19 +262,19 @@ def cross_validate(
         directory = scheme.model_dir(run_dir, index)
         name = f"{scheme.unit} {index + 1}/{scheme.models}"
         train_rows, held_out = scheme.rows(index, labels, assignment, config.data.split_seed)
-        if only_fold not in (None, index) and not (directory / TEST_LOGITS_FILE).is_file():
+        if only_fold not in (None, index) and not (directory / layout.TEST_LOGITS_FILE).is_file():
             open_models.append(index)  # another process's model, not finished yet
             continue
-        if not (directory / TEST_LOGITS_FILE).is_file():
-            if (directory / runs.MODEL_FILE).is_file():
-                model = load_model(directory / runs.MODEL_FILE)
+        if not (directory / layout.TEST_LOGITS_FILE).is_file():
+            if (directory / layout.MODEL_FILE).is_file():
+                model = load_model(directory / layout.MODEL_FILE)
             else:
                 print(f"{name}: training in {directory}", file=sys.stderr)
                 keras.utils.set_random_seed(config.seed + index)
                 directory.mkdir(parents=True, exist_ok=True)
-                save_npy_atomic(directory / TRAIN_ROWS_FILE, train_rows.astype(np.int32))
+                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, train_rows.astype(np.int32))
                 data = TrainingData(images, labels, source, train_rows, held_out)
-                resume_model = (directory / runs.CONFIG_FILE).is_file()
+                resume_model = (directory / layout.CONFIG_FILE).is_file()
                 model, _ = train_split(
                     config, strategy_name, strategy, data, directory, resume_model, (), verbose
                 )
@@ -303,7 +282,7 @@ def cross_validate(
             logits = predict_logits(
                 model, np.concatenate([images[held_out], test_images]), PREDICT_BATCH, tta
             )
-            save_npy_atomic(directory / OOF_LOGITS_FILE, logits[: len(held_out)])
+            save_npy_atomic(directory / layout.OOF_LOGITS_FILE, logits[: len(held_out)])
             alone = np.full((len(labels), 10), np.nan, dtype=np.float32)
             alone[held_out] = logits[: len(held_out)]
             # The model alone as a member file: a bag's finished members can be kept and
@@ -317,11 +296,11 @@ def cross_validate(
                     alone,
                     logits[None, len(held_out) :],
                 ),
-                directory / MEMBER_FILE,
+                directory / layout.MEMBER_FILE,
             )
-            save_npy_atomic(directory / TEST_LOGITS_FILE, logits[len(held_out) :])
-        held_out_logits[index] = (held_out, np.load(directory / OOF_LOGITS_FILE))
-        test_logits[index] = np.load(directory / TEST_LOGITS_FILE)
+            save_npy_atomic(directory / layout.TEST_LOGITS_FILE, logits[len(held_out) :])
+        held_out_logits[index] = (held_out, np.load(directory / layout.OOF_LOGITS_FILE))
+        test_logits[index] = np.load(directory / layout.TEST_LOGITS_FILE)
         scores = logit_scores(held_out_logits[index][1], labels[held_out])
         model_metrics.append({scheme.unit: index, "rows": len(held_out), **scores})
         print(
@@ -349,9 +328,9 @@ def cross_validate(
         oof_logits,
         np.stack([test_logits[index] for index in range(scheme.models)]),
     )
-    save_npy_atomic(run_dir / OOF_LOGITS_FILE, member.oof_logits)
-    save_npy_atomic(run_dir / TEST_LOGITS_FILE, member.test_logits)
-    save_member(member, run_dir / MEMBER_FILE)
+    save_npy_atomic(run_dir / layout.OOF_LOGITS_FILE, member.oof_logits)
+    save_npy_atomic(run_dir / layout.TEST_LOGITS_FILE, member.test_logits)
+    save_member(member, run_dir / layout.MEMBER_FILE)
     predicted = np.flatnonzero(~np.isnan(oof_logits[:, 0]))
     oof_scores = logit_scores(oof_logits[predicted], labels[predicted])
     metrics = {
@@ -365,7 +344,7 @@ def cross_validate(
         "wall_time_s": round(time.perf_counter() - started, 1),
         **made_by,
     }
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    runs.write_json(run_dir / layout.METRICS_FILE, metrics)
     return metrics
 
 
@@ -385,9 +364,9 @@ def bag_growth(members: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
 
 def _check_same_run(run_dir: Path, config: TrainConfig, settings: dict[str, Any]) -> None:
     """Refuse to add a fold to a run of another config: its folds would not be one model's."""
-    saved = json.loads((run_dir / CV_FILE).read_text())
+    saved = json.loads((run_dir / layout.CV_FILE).read_text())
     differing = [key for key in settings if saved.get(key) != settings[key]]
-    if load_config(run_dir / runs.CONFIG_FILE) != config:
+    if load_config(run_dir / layout.CONFIG_FILE) != config:
         differing.append("config.toml")
     if differing:
         raise UserError(
@@ -398,8 +377,8 @@ def _check_same_run(run_dir: Path, config: TrainConfig, settings: dict[str, Any]
 
 def _check_same_split(run_dir: Path, labels: np.ndarray, assignment: np.ndarray) -> None:
     """Refuse to resume when the training data no longer gives the run's saved folds."""
-    saved_labels = np.load(run_dir / LABELS_FILE)
-    saved_folds = np.load(run_dir / FOLDS_FILE)
+    saved_labels = np.load(run_dir / layout.LABELS_FILE)
+    saved_folds = np.load(run_dir / layout.FOLDS_FILE)
     if not (np.array_equal(saved_labels, labels) and np.array_equal(saved_folds, assignment)):
         raise UserError(
             f"{run_dir}: the training data differs from the data this run started on; "
@@ -415,14 +394,14 @@ def seed_statistics(run_dirs: list[Path]) -> dict[str, Any]:
     """
     if len(run_dirs) < 2:
         raise UserError("seed statistics need at least two runs")
-    configs = [load_config(run_dir / runs.CONFIG_FILE) for run_dir in run_dirs]
+    configs = [load_config(run_dir / layout.CONFIG_FILE) for run_dir in run_dirs]
     recipe = dataclasses.replace(configs[0], seed=0)
     for run_dir, config in zip(run_dirs[1:], configs[1:], strict=True):
         if dataclasses.replace(config, seed=0) != recipe:
             raise UserError(f"{run_dir} and {run_dirs[0]} differ in more than their seed")
     if len({config.seed for config in configs}) < len(configs):
         raise UserError("two of the runs have the same seed")
-    metrics = [json.loads((run_dir / runs.METRICS_FILE).read_text()) for run_dir in run_dirs]
+    metrics = [json.loads((run_dir / layout.METRICS_FILE).read_text()) for run_dir in run_dirs]
     summary: dict[str, Any] = {
         "runs": [str(run_dir) for run_dir in run_dirs],
         "seeds": [config.seed for config in configs],

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from digit_keras import runtime
+from digit_keras import layout, runtime
 from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.config import TrainConfig, load_config, to_toml
 from digit_keras.data import load_train
 from digit_keras.data.split import stratified_holdout
 from digit_keras.errors import UserError
-from digit_keras.inference import predict_logits
+from digit_keras.keras_inference import predict_logits
 from digit_keras.scoring import logit_scores
 from digit_keras.training import runs
 
@@ -149,7 +149,7 @@ def resume_fit(path: str | Path, data_dir: str | Path | None = None) -> FitResul
     from digit_keras.training.strategy import is_chief
 
     run_dir = runs.resumable_run_dir(path)
-    config = load_config(run_dir / runs.CONFIG_FILE)
+    config = load_config(run_dir / layout.CONFIG_FILE)
     chief = is_chief(config.strategy)
     _announce(run_dir, chief)
     result = fit(config, run_dir, data_dir, resuming=True)
@@ -202,7 +202,7 @@ def recalibrate_on_train_rows(
     model sees them at inference (un-augmented), in batches of the global training batch size
     (so one device and several compute the same statistics); returns the images used."""
     from digit_keras.data.pipeline import make_dataset
-    from digit_keras.training.batch_norm import recalibrate_batch_norm
+    from digit_keras.training.bn_recalibration import recalibrate_batch_norm
 
     count = min(config.bn_recalibration_images, len(data.train_idx))
     if not count:
@@ -258,13 +258,13 @@ def train_split(
     start_epoch = runs.backup_epoch(run_dir) if resuming else 0
     if resuming and not start_epoch and _logged_epochs(run_dir):
         raise UserError(
-            f"{run_dir}: its {runs.BACKUP_DIR}/ is gone, so it cannot continue where it stopped; "
+            f"{run_dir}: its {layout.BACKUP_DIR}/ is gone, so it cannot continue where it stopped; "
             "start a new run"
         )
     if resuming:
         runs.keep_history_of(run_dir, start_epoch)
     else:
-        write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(config))
+        write_text_atomic(run_dir / layout.CONFIG_FILE, to_toml(config))
 
     if start_epoch:
         print(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}", file=sys.stderr)
@@ -287,7 +287,7 @@ def train_split(
     # The saved model's own holdout predictions, kept for `report` (mistakes, calibration).
     if len(holdout_idx):
         runs.save_holdout(run_dir, holdout_idx, data.labels[holdout_idx], holdout_logits)
-    with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
+    with atomic_path(run_dir / layout.MODEL_FILE) as tmp:
         model.save(tmp)
     metrics: dict[str, Any] = {
         "arch": config.arch,
@@ -318,7 +318,7 @@ def train_split(
         if val_history:
             metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    runs.write_json(run_dir / layout.METRICS_FILE, metrics)
     runs.remove_backup(run_dir)
     if run_dir != chief_dir:
         shutil.rmtree(run_dir)
@@ -329,13 +329,13 @@ def _copy_resume_state(chief_dir: Path, worker_dir: Path) -> None:
     """Start a resumed non-chief worker from the chief's state: every replica holds the same
     weights, and the worker must make the chief's choices (e.g. whether an epoch beats the best
     checkpoint, from history.csv), since saving a model runs collective ops on every worker."""
-    if (chief_dir / runs.BACKUP_DIR).is_dir():
-        shutil.copytree(chief_dir / runs.BACKUP_DIR, worker_dir / runs.BACKUP_DIR)
-    if (chief_dir / runs.HISTORY_FILE).is_file():
-        shutil.copy2(chief_dir / runs.HISTORY_FILE, worker_dir / runs.HISTORY_FILE)
+    if (chief_dir / layout.BACKUP_DIR).is_dir():
+        shutil.copytree(chief_dir / layout.BACKUP_DIR, worker_dir / layout.BACKUP_DIR)
+    if (chief_dir / layout.HISTORY_FILE).is_file():
+        shutil.copy2(chief_dir / layout.HISTORY_FILE, worker_dir / layout.HISTORY_FILE)
 
 
 def _logged_epochs(run_dir: Path) -> int:
     """Epochs history.csv records (its lines after the header)."""
-    history = run_dir / runs.HISTORY_FILE
+    history = run_dir / layout.HISTORY_FILE
     return max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0

@@ -1,4 +1,5 @@
-"""Run directories: `saved_models/<arch>-<timestamp>/` with config, model, history and metrics."""
+"""Writing run directories: a fresh folder, clean-up of a failed start, the resume backup, the
+holdout predictions and what made the run (layout.py names the files)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,14 @@ import numpy as np
 from digit_keras import __version__
 from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.errors import UserError
-
-RUNS_ROOT = Path("saved_models")
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.toml"
-METRICS_FILE = "metrics.json"
-BACKUP_DIR = "backup"
-HISTORY_FILE = "history.csv"
-BEST_CHECKPOINT = "checkpoints/best.keras"
-TENSORBOARD_DIR = "tensorboard"
-HOLDOUT_FILE = "holdout.npz"  # the holdout's rows of train.csv, labels and the model's logits
+from digit_keras.layout import (
+    BACKUP_DIR,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    HOLDOUT_FILE,
+    METRICS_FILE,
+    RUNS_ROOT,
+)
 
 
 def new_run_dir(arch: str, out: str | Path | None = None) -> Path:
@@ -105,38 +104,6 @@ def backup_epoch(run_dir: Path) -> int:
     if not metadata.is_file():
         return 0
     return int(json.loads(metadata.read_text())["epoch"])
-
-
-def latest_run(root: Path = RUNS_ROOT) -> Path:
-    """What `--model latest` means: the newest finished run with a model (by the model's time)."""
-    finished = [
-        p.parent for p in root.glob(f"*/{METRICS_FILE}") if (p.parent / MODEL_FILE).is_file()
-    ]
-    if not finished:
-        raise UserError(f"no finished run in {root}/; train one with: digit-keras fit")
-    return max(finished, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
-
-
-def latest_unfinished(
-    prefix: str, started: str, finished: str, kind: str, root: Path = RUNS_ROOT
-) -> Path:
-    """What a bare `--resume` means: the newest `prefix-*` run that has its `started` marker
-    and not its `finished` one."""
-    unfinished = [
-        p.parent for p in root.glob(f"{prefix}-*/{started}") if not (p.parent / finished).exists()
-    ]
-    if not unfinished:
-        raise UserError(f"no unfinished {prefix}-* {kind} in {root}/ to resume")
-    return max(unfinished, key=lambda p: p.stat().st_mtime)
-
-
-def run_dataset(run_dir: Path) -> str:
-    """The dataset a run trained on (its config says; "kaggle" without one), so predictions
-    read the matching test set."""
-    from digit_keras.config import load_config
-
-    config_path = run_dir / CONFIG_FILE
-    return load_config(config_path).data.dataset if config_path.is_file() else "kaggle"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ runtime.import_keras()  # before keras_tuner imports Keras (and TF on it) with s
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 
+from digit_keras import layout  # noqa: E402
 from digit_keras.atomic import write_text_atomic  # noqa: E402
 from digit_keras.config import TrainConfig, apply_overrides, load_config, to_toml  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
@@ -46,12 +47,6 @@ from digit_keras.training.fit import (  # noqa: E402
 )
 from digit_keras.tuning.space import SearchSpace, load_space  # noqa: E402
 
-PROJECT = "tuner"
-SPACE_FILE = "space.toml"
-SETTINGS_FILE = "tune.json"
-TRIALS_CSV = "trials.csv"
-TRIALS_TABLE = "trials.txt"
-BEST_CONFIG = "best.toml"
 OBJECTIVE = "val_accuracy"
 
 
@@ -150,7 +145,9 @@ def start_search(
         run_dir = Path(out)
         run_dir.mkdir(parents=True, exist_ok=True)
     runs.announce(run_dir)
-    with runs.discarded_if_unstarted(run_dir, (f"{PROJECT}/trial_*",), enabled=not distributed):
+    with runs.discarded_if_unstarted(
+        run_dir, (f"{layout.TUNER_DIR}/trial_*",), enabled=not distributed
+    ):
         return run_dir, run_search(base, space, settings, run_dir, data_dir)
 
 
@@ -160,12 +157,14 @@ def resume_search(
     """`digit-keras tune --resume`: continue an unfinished search with its saved config, space
     and settings; `path` "latest" is the newest unfinished search of `arch`."""
     if str(path) == "latest":
-        run_dir = runs.latest_unfinished(f"tune-{arch}", SETTINGS_FILE, BEST_CONFIG, "search")
+        run_dir = layout.latest_unfinished(
+            f"tune-{arch}", layout.TUNE_FILE, layout.BEST_CONFIG, "search"
+        )
     else:
-        run_dir = runs.resumable_run_dir(path, SETTINGS_FILE, BEST_CONFIG, "search")
+        run_dir = runs.resumable_run_dir(path, layout.TUNE_FILE, layout.BEST_CONFIG, "search")
     runs.announce(run_dir)
-    base = load_config(run_dir / runs.CONFIG_FILE)
-    space = load_space(run_dir / SPACE_FILE, base)
+    base = load_config(run_dir / layout.CONFIG_FILE)
+    space = load_space(run_dir / layout.SPACE_FILE, base)
     settings = load_settings(run_dir)
     return run_dir, run_search(base, space, settings, run_dir, data_dir, resuming=True)
 
@@ -192,14 +191,14 @@ def run_search(
     hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy)
     worker = is_worker()
     if not resuming and not worker:
-        write_text_atomic(run_dir / runs.CONFIG_FILE, to_toml(base))
-        write_text_atomic(run_dir / SPACE_FILE, space.path.read_text(encoding="utf-8"))
-        runs.write_json(run_dir / SETTINGS_FILE, asdict(settings))
+        write_text_atomic(run_dir / layout.CONFIG_FILE, to_toml(base))
+        write_text_atomic(run_dir / layout.SPACE_FILE, space.path.read_text(encoding="utf-8"))
+        runs.write_json(run_dir / layout.TUNE_FILE, asdict(settings))
 
     tuner = _make_tuner(hypermodel, settings, run_dir, base.seed, strategy)
     callbacks = []  # keras-tuner gives each trial its own TensorBoard folder on TensorFlow only
     if keras.backend.backend() == "tensorflow":
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD_DIR)))
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / layout.TENSORBOARD_DIR)))
     if settings.tuner != "hyperband" and settings.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(OBJECTIVE, patience=settings.patience, mode="max")
@@ -211,9 +210,9 @@ def run_search(
     rows = trial_rows(tuner, space)
     completed = [row for row in rows if row["status"] == "COMPLETED"]
     if not completed:
-        raise UserError(f"{run_dir}: no trial completed; see {PROJECT}/trial_*/trial.json")
-    write_text_atomic(run_dir / TRIALS_CSV, _as_csv(rows))
-    write_text_atomic(run_dir / TRIALS_TABLE, format_trials(rows))
+        raise UserError(f"{run_dir}: no trial completed; see {layout.TUNER_DIR}/trial_*/trial.json")
+    write_text_atomic(run_dir / layout.TRIALS_CSV, _as_csv(rows))
+    write_text_atomic(run_dir / layout.TRIALS_TABLE, format_trials(rows))
     best = tuner.oracle.get_best_trials(1)[0]
     overrides = {"epochs": settings.epochs, **space.overrides(best.hyperparameters.values)}
     best_config = apply_overrides(base, overrides, source="best trial")
@@ -224,7 +223,7 @@ def run_search(
         "# The epochs are the trial's, so `fit --config` repeats it; the score picked this\n"
         "# config, so it is optimistic. Longer runs: `fit --config this --epochs N`.\n"
     )
-    write_text_atomic(run_dir / BEST_CONFIG, header + to_toml(best_config))
+    write_text_atomic(run_dir / layout.BEST_CONFIG, header + to_toml(best_config))
     return SearchResult(rows, hypermodel.trial_runs)
 
 
@@ -244,7 +243,7 @@ def _make_tuner(hypermodel, settings, run_dir, seed, strategy):
     common = {
         "objective": keras_tuner.Objective(OBJECTIVE, "max"),
         "directory": str(run_dir),
-        "project_name": PROJECT,
+        "project_name": layout.TUNER_DIR,
         "overwrite": False,
         "seed": seed,
         # keras-tuner knows tf.distribute strategies only (its multi-worker reporting reads them)
@@ -309,4 +308,4 @@ def format_trials(rows: list[dict[str, Any]]) -> str:
 
 
 def load_settings(run_dir: Path) -> SearchSettings:
-    return SearchSettings(**json.loads((run_dir / SETTINGS_FILE).read_text()))
+    return SearchSettings(**json.loads((run_dir / layout.TUNE_FILE).read_text()))

@@ -1,4 +1,7 @@
-"""Load a trained model and turn images into logits: the work behind `predict`.
+"""Keras models at inference: load one, fold its BatchNorm, predict logits in float32.
+
+The Keras path of every command that predicts (`predict`, `cv`, `fit`, `export`, `bundle`);
+model_formats.py puts it beside the SavedModel and ONNX paths.
 
 Test-time augmentation (`tta`) averages the model's probabilities over the image and its
 one-pixel shifts (`TTA_SHIFTS`): the digit's exact position is the nuisance MNIST varies most.

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from digit_keras import layout
 from digit_keras.errors import UserError
 from digit_keras.runtime import import_tensorflow
-from digit_keras.training import runs
 
-SAVEDMODEL_FILE = "saved_model.pb"
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
@@ -34,13 +33,15 @@ class ModelSource:
 
 def locate(spec: str) -> ModelSource:
     """Resolve `latest`, a run directory, a `.keras` file, a SavedModel directory or a `.onnx`."""
-    path = runs.latest_run() if spec == "latest" else Path(spec)
+    path = layout.latest_run() if spec == "latest" else Path(spec)
     if path.is_dir():
-        if (path / SAVEDMODEL_FILE).is_file():
+        if (path / layout.SAVEDMODEL_FILE).is_file():
             return ModelSource(path, "savedmodel", path.parent)
-        if (path / runs.MODEL_FILE).is_file():
-            return ModelSource(path / runs.MODEL_FILE, "keras", path)
-        raise UserError(f"{path}: no {runs.MODEL_FILE} (a run) or {SAVEDMODEL_FILE} (a SavedModel)")
+        if (path / layout.MODEL_FILE).is_file():
+            return ModelSource(path / layout.MODEL_FILE, "keras", path)
+        raise UserError(
+            f"{path}: no {layout.MODEL_FILE} (a run) or {layout.SAVEDMODEL_FILE} (a SavedModel)"
+        )
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
     kinds = {".keras": "keras", ".onnx": "onnx"}
@@ -52,8 +53,9 @@ def locate(spec: str) -> ModelSource:
 
 
 def load_predictor(source: ModelSource, tta: bool = False) -> Predictor:
-    """Probabilities from any format; with `tta`, averaged over shifted views (inference.py)."""
-    from digit_keras.inference import tta_probabilities
+    """Probabilities from any format; with `tta`, averaged over shifted views
+    (keras_inference.py)."""
+    from digit_keras.keras_inference import tta_probabilities
 
     predictor = _format_predictor(source)
     if not tta:
@@ -68,7 +70,7 @@ def _format_predictor(source: ModelSource) -> Predictor:
     if source.kind == "savedmodel":
         signature = savedmodel_signature(source.path)
         return lambda images, batch: savedmodel_probabilities(signature, images, batch)
-    from digit_keras.inference import load_model, predict_logits
+    from digit_keras.keras_inference import load_model, predict_logits
     from digit_keras.scoring import softmax
 
     model = load_model(source.path)
@@ -142,7 +144,7 @@ def predict_submission(
 
     started = time.perf_counter()
     source = locate(model_spec)
-    dataset = dataset or runs.run_dataset(source.run_dir)
+    dataset = dataset or layout.run_dataset(source.run_dir)
     # Parse the CSV while the model's runtime imports: pandas' parser releases the GIL.
     with ThreadPoolExecutor(max_workers=1) as pool:
         test_data = pool.submit(load_test, dataset, data_dir)
@@ -151,7 +153,7 @@ def predict_submission(
         finally:  # a bad test set is reported before a bad model, whichever failed first
             images, data_source = test_data.result()
     labels = predictor(images, batch_size).argmax(axis=1)
-    in_run = (source.run_dir / runs.CONFIG_FILE).is_file()
+    in_run = (source.run_dir / layout.CONFIG_FILE).is_file()
     name = source.run_dir.name if in_run else source.path.stem
     suffix = "" if source.kind == "keras" else f"_{source.kind}"
     path = Path(out) if out else SUBMISSIONS_DIR / f"submission_{name}{suffix}.csv"

@@ -1,9 +1,9 @@
 """Precise BatchNorm: recompute every BN layer's inference statistics after training.
 
-Keras keeps exponential moving averages of each batch's mean and variance (momentum 0.99), taken
-while the weights move. After a short run, or early in a long one at a high learning rate, those
-averages still remember the first steps, so the model scores near chance in inference mode though
-it trains well. Recomputing them as plain averages over batches of training images, with the final
+BatchNorm keeps exponential moving averages of each batch's mean and variance (momentum 0.9 in
+every block here, `blocks.BN_MOMENTUM`), taken while the weights move, so they trail the final
+weights; with Keras's default 0.99 a short run scores near chance in inference mode though it
+trains well. Recomputing them as plain averages over batches of training images, with the final
 weights, fixes that at any run length (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021).
 
 The statistics are gathered the way the model will be used: un-augmented images and dropout off,
