@@ -16,6 +16,7 @@ from digit_keras.tuning import TUNERS
 # The package extra that installs each optional import, for a one-line error when it is missing.
 EXTRA_OF_MODULE = {
     **dict.fromkeys(("keras", "keras_tuner", "pandas", "sklearn", "tensorboard"), "tensorflow"),
+    "cleanlab": "tensorflow",
     **dict.fromkeys(("tensorflow", "tf2onnx", "onnx"), "tensorflow"),
     "matplotlib": "report",
     **dict.fromkeys(("fastapi", "uvicorn", "PIL", "multipart", "scipy", "onnxruntime"), "serve"),
@@ -60,6 +61,12 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
         help="the holdout split and cv folds (default 0), apart from --seed",
     )
     parser.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
+    parser.add_argument(
+        "--drop-rows",
+        metavar="FILE",
+        help="keep the rows a label audit lists (`digit-keras audit`) out of training; they are "
+        "still held out and scored (sets data.drop_rows)",
+    )
     parser.add_argument("--strategy", choices=choices("strategy"))
     parser.add_argument(
         "--precision",
@@ -274,6 +281,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ensemble.set_defaults(handler=run_ensemble)
 
+    audit = commands.add_parser(
+        "audit",
+        help="list rows of train.csv whose label is likely wrong, from out-of-fold probabilities",
+        description="Judge each row's label by the members' mean out-of-fold probabilities "
+        "(models that never trained on that row) with cleanlab's confident learning, and write "
+        "the suspects, worst first, as CSV: row (0-based, header not counted), label, suggested "
+        "label and both probabilities. Train without them with --drop-rows FILE.",
+    )
+    audit.add_argument(
+        "runs",
+        nargs="+",
+        metavar="MEMBER",
+        help="finished cv run directories, or member.npz files (these need train.csv)",
+    )
+    _add_data_options(audit)
+    audit.add_argument("--out", metavar="FILE", help="the list (default label-audit.csv)")
+    audit.set_defaults(handler=run_audit)
+
     report = commands.add_parser(
         "report",
         help="an HTML report of a run's held-out mistakes, confusions, calibration and curves",
@@ -365,13 +390,17 @@ def resolve_config(args: argparse.Namespace):
     for flag, key in _FLAG_KEYS.items():
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
+    if getattr(args, "drop_rows", None):
+        from digit_keras.label_audit import read_audit
+
+        overrides["data.drop_rows"] = read_audit(args.drop_rows).tolist()
     return apply_overrides(config, overrides, source="command line") if overrides else config
 
 
 def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
     """A resumed run continues with its saved config, so flags that would change it are errors."""
     names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout", "fold", "tta")
-    names += ("bag", "bag_fraction")
+    names += ("bag", "bag_fraction", "drop_rows")
     names += ("tuner", "space", "trial_epochs", "max_trials")
     given = [
         f"--{name.replace('_', '-').replace('trial-', '')}"
@@ -596,6 +625,17 @@ def run_ensemble(args: argparse.Namespace) -> None:
     print(f"wrote {result.path} ({result.method}, {result.rows} rows) and its table beside it")
     if args.every_row:
         print(f"wrote a submission for each of the {result.methods} rows into {args.every_row}")
+
+
+def run_audit(args: argparse.Namespace) -> None:
+    from digit_keras.label_audit import audit
+
+    result = audit(args.runs, args.data, args.dataset, args.out)
+    print(result.suspects.to_string(index=False, float_format="{:.4f}".format))
+    print(
+        f"{len(result.suspects)} of {result.rows:,} rows look mislabelled (mean of "
+        f"{result.members} member(s)); wrote {result.path}"
+    )
 
 
 def run_bundle(args: argparse.Namespace) -> None:

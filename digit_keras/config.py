@@ -162,6 +162,9 @@ class DataConfig:
     # augmentation), so runs of several seeds hold out the same rows and can be ensembled.
     split_seed: Int = 0
     limit: Annotated[Int, Ge(0)] = 0  # use only the first N training rows (0 = all), for smoke runs
+    # Rows of train.csv (0-based) kept out of training, e.g. a label audit's list (`--drop-rows`);
+    # they stay held out and scored, so a run without them is measured on the same rows.
+    drop_rows: list[Annotated[Int, Ge(0)]] = field(default_factory=list)
 
 
 @dataclass

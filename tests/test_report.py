@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from digit_keras.cli import main
+from digit_keras.label_audit import suspect_labels
+from digit_keras.scoring import softmax
 from tests.conftest import write_kaggle_data
 
 pytestmark = pytest.mark.slow
@@ -46,16 +48,20 @@ def _embedded_images(page: str) -> list[Image.Image]:
 def test_fit_report_has_every_section_and_the_runs_numbers(runs):
     page = _report(runs, "fit")
     metrics = json.loads((runs / "fit" / "metrics.json").read_text())
-    for anchor in ("confusion", "mistakes", "confident", "calibration", "curves-fit"):
+    for anchor in ("confusion", "mistakes", "confident", "audit", "calibration", "curves-fit"):
         assert f'<section id="{anchor}">' in page
     assert f'<b id="accuracy">{metrics["holdout_accuracy"]:.2%}</b>' in page
     assert f"of {metrics['holdout_images']:,} held-out rows" in page
     assert metrics["command"].startswith("digit-keras") and metrics["commit"] in page
     assert "[model]\nwidth = 4" in page  # the run's config.toml
+    with np.load(runs / "fit" / "holdout.npz") as holdout:
+        suspects = suspect_labels(holdout["labels"].astype(np.int64), softmax(holdout["logits"]))
+    assert len(suspects), "the 1-epoch model disputes some labels: the audit gallery is drawn"
+    assert f"Labels that look wrong ({len(suspects)})</h2>" in page
     images = _embedded_images(page)
-    assert len(images) == 5 and all(image.format == "PNG" and image.width > 200 for image in images)
+    assert len(images) == 6 and all(image.format == "PNG" and image.width > 200 for image in images)
     beside = sorted(path.name for path in (runs / "fit").glob("report-*.png"))
-    charts = ("calibration", "confident", "confusion", "curves-fit", "mistakes")
+    charts = ("audit", "calibration", "confident", "confusion", "curves-fit", "mistakes")
     assert beside == [f"report-{name}.png" for name in charts]
     assert "http" not in page.replace("http-equiv", "")  # no external assets
 
@@ -110,7 +116,8 @@ def test_report_renders_in_chromium_without_console_errors(runs, tmp_path):
         widths = driver.execute_script(
             "return [...document.images].map(i => i.complete ? i.naturalWidth : 0)"
         )
-        assert len(widths) == 5 and min(widths) > 200  # every chart decoded
+        charts = page.read_text().count("<img ")  # 5, and the audit's gallery if it has one
+        assert charts >= 5 and len(widths) == charts and min(widths) > 200  # every one decoded
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
         assert driver.save_screenshot(str(tmp_path / "report.png"))
     finally:

@@ -37,15 +37,17 @@ def load_run(path: str | Path) -> BaseRun:
         raise UserError(f"{run_dir}: cannot read the cv run: {err}") from None
 
 
-def load_base_runs(paths: list[str], labels=None) -> tuple[list[BaseRun], np.ndarray]:
+def load_base_runs(
+    paths: list[str], labels=None, at_least: int = 2
+) -> tuple[list[BaseRun], np.ndarray]:
     """The members (cv run directories or member files) and the rows all predicted out of fold.
 
     Members must share training rows, labels and fold assignment (same data, --folds and
     --seed); holdout-mode runs predict fold 0 only, so mixing them in restricts the ensemble to
     fold 0. `labels` (a callable returning the training labels) is needed for member files only.
     """
-    if len(paths) < 2:
-        raise UserError("an ensemble needs at least two members")
+    if len(paths) < at_least:
+        raise UserError(f"an ensemble needs at least {at_least} members")
     if len({Path(path).resolve() for path in paths}) < len(paths):
         raise UserError("the same member is listed twice")
     members = [

@@ -23,6 +23,7 @@ from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.config import load_config
 from digit_keras.data import load_train
 from digit_keras.errors import UserError
+from digit_keras.label_audit import suspect_labels
 from digit_keras.report import figures
 from digit_keras.report.sources import HeldOut, ReportRun, load_report_run
 
@@ -71,6 +72,7 @@ def write_report(
     else:
         held_out, subject = reported[0].held_out, f"{reported[0].name}"
     sections += _judge(held_out, images, mistakes, pictures)
+    sections.append(_audit(held_out, images, pictures))
     sections += [_training(run, pictures) for run in reported]
     page = _page(reported, subject, source, held_out, sections, out, pictures)
     for name, data in pictures.items():
@@ -155,6 +157,33 @@ def _judge(held_out: HeldOut, images: np.ndarray, mistakes: int, pictures: dict)
         + table.to_html(float_format="{:.4f}".format, classes="table"),
     )
     return [confusion, *gallery_sections, calibration]
+
+
+def _audit(held_out: HeldOut, images: np.ndarray, pictures: dict) -> Section:
+    """The held-out rows whose label looks wrong to the models (label_audit.py), with images."""
+    suspects = suspect_labels(held_out.labels, held_out.probabilities)
+    title = f"Labels that look wrong ({len(suspects)})"
+    if not len(suspects):
+        return Section("audit", title, "<p>Confident learning flags no held-out label.</p>")
+    chosen = suspects["row"].to_numpy()  # positions among the held-out rows
+    captions = [
+        f"{label}? {suggested} ({p:.2f})"
+        for label, suggested, p in suspects[["label", "suggested", "suggested_probability"]].values
+    ]
+    pictures["audit"] = figures.gallery(images[held_out.rows[chosen]], captions)
+    clean = np.setdiff1d(np.arange(len(held_out.labels)), chosen)
+    clean_accuracy = accuracy_score(held_out.labels[clean], held_out.predicted[clean])
+    table = suspects.assign(row=held_out.rows[chosen]).rename(columns={"row": "train.csv row"})
+    body = (
+        "<p>Rows whose given label the held-out probabilities contradict, by cleanlab's "
+        "confident learning, worst first; above each image: given label? the models' digit "
+        "(its probability). <code>digit-keras audit</code> writes such a list, and "
+        "<code>--drop-rows</code> trains without it. Accuracy on the "
+        f"{len(clean):,} held-out rows not flagged: <b>{clean_accuracy:.2%}</b>.</p>"
+        + _img(pictures, "audit", title)
+        + table.to_html(index=False, float_format="{:.4f}".format, classes="table")
+    )
+    return Section("audit", title, body)
 
 
 def _compare(

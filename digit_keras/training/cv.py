@@ -36,7 +36,7 @@ from digit_keras.keras_inference import load_model, predict_logits
 from digit_keras.members import BaseRun, save_member
 from digit_keras.scoring import logit_scores, mean_log_probabilities
 from digit_keras.training import runs
-from digit_keras.training.fit import TrainingData, start_training, train_split
+from digit_keras.training.fit import start_training, train_split, training_data
 
 PREDICT_BATCH = 1024
 # What a cv run has to show for itself before a failure should leave it on disk.
@@ -272,8 +272,8 @@ def cross_validate(
                 print(f"{name}: training in {directory}", file=sys.stderr)
                 keras.utils.set_random_seed(config.seed + index)
                 directory.mkdir(parents=True, exist_ok=True)
-                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, train_rows.astype(np.int32))
-                data = TrainingData(images, labels, source, train_rows, held_out)
+                data = training_data(config, images, labels, source, train_rows, held_out)
+                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, data.train_idx.astype(np.int32))
                 resume_model = (directory / layout.CONFIG_FILE).is_file()
                 model, _ = train_split(
                     config, strategy_name, strategy, data, directory, resume_model, (), verbose

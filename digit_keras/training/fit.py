@@ -73,13 +73,31 @@ class TrainingData:
     holdout_idx: np.ndarray
 
 
+def training_data(
+    config: TrainConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    source: str,
+    train_idx: np.ndarray,
+    holdout_idx: np.ndarray,
+) -> TrainingData:
+    """The rows a model trains on and is scored on: `train_idx` less the config's `drop_rows`,
+    and all of `holdout_idx` (dropped rows included: a run without them is scored alike)."""
+    drop = np.asarray(config.data.drop_rows, dtype=np.int64)
+    if len(drop) and drop.max() >= len(labels):
+        raise UserError(
+            f"data.drop_rows names row {drop.max()}, but the training data has {len(labels)} rows"
+        )
+    return TrainingData(images, labels, source, np.setdiff1d(train_idx, drop), holdout_idx)
+
+
 def load_holdout_split(config: TrainConfig, data_dir: str | Path | None) -> TrainingData:
     """The config's training rows, split into train and the stratified, seeded holdout."""
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     train_idx, holdout_idx = stratified_holdout(
         labels, config.data.val_fraction, config.data.split_seed
     )
-    return TrainingData(images, labels, source, train_idx, holdout_idx)
+    return training_data(config, images, labels, source, train_idx, holdout_idx)
 
 
 def start_training(config: TrainConfig):
