@@ -62,6 +62,13 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
     )
     parser.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
     parser.add_argument(
+        "--pseudo-labels",
+        metavar="TEACHER_RUN",
+        help="also train on the test images a finished cv run labels with probability >= "
+        "data.pseudo_threshold (0.99), from its models that never trained on this run's "
+        "held-out rows (sets data.pseudo_labels)",
+    )
+    parser.add_argument(
         "--drop-rows",
         metavar="FILE",
         help="keep the rows a label audit lists (`digit-keras audit`) out of training; they are "
@@ -394,13 +401,15 @@ def resolve_config(args: argparse.Namespace):
         from digit_keras.label_audit import read_audit
 
         overrides["data.drop_rows"] = read_audit(args.drop_rows).tolist()
+    if getattr(args, "pseudo_labels", None):
+        overrides["data.pseudo_labels"] = str(Path(args.pseudo_labels).resolve())
     return apply_overrides(config, overrides, source="command line") if overrides else config
 
 
 def _refuse_config_flags(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
     """A resumed run continues with its saved config, so flags that would change it are errors."""
     names = ("arch", "config", "out", *_FLAG_KEYS, "set", "folds", "holdout", "fold", "tta")
-    names += ("bag", "bag_fraction", "drop_rows")
+    names += ("bag", "bag_fraction", "drop_rows", "pseudo_labels")
     names += ("tuner", "space", "trial_epochs", "max_trials")
     given = [
         f"--{name.replace('_', '-').replace('trial-', '')}"

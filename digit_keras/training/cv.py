@@ -272,8 +272,11 @@ def cross_validate(
                 print(f"{name}: training in {directory}", file=sys.stderr)
                 keras.utils.set_random_seed(config.seed + index)
                 directory.mkdir(parents=True, exist_ok=True)
-                data = training_data(config, images, labels, source, train_rows, held_out)
-                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, data.train_idx.astype(np.int32))
+                data = training_data(
+                    config, images, labels, source, train_rows, held_out, test_images
+                )
+                trained = data.train_idx[data.train_idx < len(labels)]  # train.csv's rows
+                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, trained.astype(np.int32))
                 resume_model = (directory / layout.CONFIG_FILE).is_file()
                 model, _ = train_split(
                     config, strategy_name, strategy, data, directory, resume_model, (), verbose

@@ -21,12 +21,13 @@ import numpy as np
 from digit_keras import layout, runtime
 from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.config import TrainConfig, load_config, to_toml
-from digit_keras.data import load_train
+from digit_keras.data import load_test, load_train
 from digit_keras.data.split import stratified_holdout
 from digit_keras.errors import UserError
 from digit_keras.keras_inference import predict_logits
 from digit_keras.scoring import logit_scores
 from digit_keras.training import runs
+from digit_keras.training.pseudo_labels import pseudo_labels
 
 
 @dataclass
@@ -71,6 +72,7 @@ class TrainingData:
     source: str
     train_idx: np.ndarray
     holdout_idx: np.ndarray
+    pseudo_labelled: int = 0  # test images among the rows, after train.csv's (pseudo_labels.py)
 
 
 def training_data(
@@ -80,24 +82,36 @@ def training_data(
     source: str,
     train_idx: np.ndarray,
     holdout_idx: np.ndarray,
+    test_images: np.ndarray | None = None,
 ) -> TrainingData:
     """The rows a model trains on and is scored on: `train_idx` less the config's `drop_rows`,
-    and all of `holdout_idx` (dropped rows included: a run without them is scored alike)."""
+    plus its pseudo-labelled `test_images` (appended after the training rows), and all of
+    `holdout_idx` (dropped rows included: a run without them is scored on the same rows)."""
     drop = np.asarray(config.data.drop_rows, dtype=np.int64)
     if len(drop) and drop.max() >= len(labels):
         raise UserError(
             f"data.drop_rows names row {drop.max()}, but the training data has {len(labels)} rows"
         )
-    return TrainingData(images, labels, source, np.setdiff1d(train_idx, drop), holdout_idx)
+    train_idx, rows = np.setdiff1d(train_idx, drop), len(labels)
+    if config.data.pseudo_labels:
+        test_rows, pseudo = pseudo_labels(
+            config.data.pseudo_labels, holdout_idx, config.data.pseudo_threshold, len(test_images)
+        )
+        train_idx = np.concatenate([train_idx, rows + np.arange(len(test_rows))])
+        images = np.concatenate([images, test_images[test_rows]])
+        labels = np.concatenate([labels, pseudo.astype(labels.dtype)])
+    return TrainingData(images, labels, source, train_idx, holdout_idx, len(images) - rows)
 
 
 def load_holdout_split(config: TrainConfig, data_dir: str | Path | None) -> TrainingData:
-    """The config's training rows, split into train and the stratified, seeded holdout."""
+    """The config's training rows, split into train and the stratified, seeded holdout (and the
+    test images, when pseudo-labels come into training)."""
     images, labels, source = load_train(config.data.dataset, data_dir, config.data.limit)
     train_idx, holdout_idx = stratified_holdout(
         labels, config.data.val_fraction, config.data.split_seed
     )
-    return training_data(config, images, labels, source, train_idx, holdout_idx)
+    test_images = load_test(config.data.dataset, data_dir)[0] if config.data.pseudo_labels else None
+    return training_data(config, images, labels, source, train_idx, holdout_idx, test_images)
 
 
 def start_training(config: TrainConfig):
@@ -314,6 +328,7 @@ def train_split(
         "backend": runtime.backend(),
         "data": data.source,
         "train_images": len(train_idx),
+        "pseudo_labelled_images": data.pseudo_labelled,
         "holdout_images": len(holdout_idx),
         "holdout_accuracy": None,
         "holdout_loss": None,

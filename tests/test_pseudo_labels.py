@@ -1,0 +1,74 @@
+"""Pseudo-labels: a model scored on held-out rows learns only from teacher models that never
+trained on those rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from digit_keras.cli import main
+from digit_keras.errors import UserError
+from digit_keras.training.pseudo_labels import pseudo_labels
+
+ROWS, TEST = 20, 6
+
+
+def _logits(digits: list[int], sure: list[bool]) -> np.ndarray:
+    """Test-set logits that favour `digits`: by far where `sure`, barely elsewhere."""
+    return np.eye(10)[digits] * np.where(sure, 12.0, 0.5)[:, None]
+
+
+@pytest.fixture
+def teacher(tmp_path):
+    """A finished 2-fold cv run in files: fold 0's model (trained on the odd rows) calls every
+    test image a 3, fold 1's (trained on the even rows) a 7; the last image unsure in both."""
+    run = tmp_path / "teacher"
+    run.mkdir()
+    (run / "cv.json").write_text(json.dumps({"mode": "kfold", "folds": 2, "trained_folds": 2}))
+    sure = [True] * (TEST - 1) + [False]
+    for fold, (trained, digit) in enumerate(((1, 3), (0, 7))):
+        (run / f"fold-{fold}").mkdir()
+        np.save(run / f"fold-{fold}" / "train_rows.npy", np.arange(trained, ROWS, 2))
+        np.save(run / f"fold-{fold}" / "test_logits.npy", _logits([digit] * TEST, sure))
+    return run
+
+
+def test_a_model_learns_only_from_teachers_that_never_trained_on_its_held_out_rows(teacher):
+    even, odd = np.arange(0, ROWS, 2), np.arange(1, ROWS, 2)
+    rows, labels = pseudo_labels(teacher, even, 0.99, TEST)  # scored on fold 0: fold 0's teacher
+    np.testing.assert_array_equal(rows, np.arange(TEST - 1))  # the unsure image left out
+    assert (labels == 3).all()
+    rows, labels = pseudo_labels(teacher, odd[:3], 0.99, TEST)  # any odd row rules fold 0 out
+    assert (labels == 7).all() and len(rows) == TEST - 1
+    rows, _ = pseudo_labels(teacher, np.array([], int), 0.4, TEST)  # none held out: both teach
+    assert len(rows) == TEST - 1  # the two disagree: each sure image gets about half
+    with pytest.raises(UserError, match="every model of the teacher trained on rows"):
+        pseudo_labels(teacher, np.array([0, 1]), 0.99, TEST)
+    with pytest.raises(UserError, match="predicted 6 test images, not the 7 given"):
+        pseudo_labels(teacher, even, 0.99, TEST + 1)
+    with pytest.raises(UserError, match="not one"):
+        pseudo_labels(teacher / "fold-0", even, 0.99, TEST)
+
+
+@pytest.mark.slow
+def test_cv_trains_each_fold_on_its_own_teachers_pseudo_labels(data_dir, tmp_path, capsys):
+    common = ["--data", str(data_dir), "--epochs", "1", "--batch-size", "32"]
+    common += ["--set", "model.width=4", "--folds", "2"]
+    assert main(["cv", *common, "--out", "teacher"]) == 0
+    student = ["--pseudo-labels", "teacher", "--set", "data.pseudo_threshold=0.05"]
+    assert main(["cv", *common, "--holdout", *student, "--out", "student"]) == 0
+    metrics = json.loads((tmp_path / "student" / "fold-0" / "metrics.json").read_text())
+    assert metrics["pseudo_labelled_images"] == 50  # every test image, at this threshold
+    assert metrics["train_images"] == 160 + 50
+    trained = np.load(tmp_path / "student" / "fold-0" / "train_rows.npy")
+    assert len(trained) == 160 and trained.max() < 320  # train.csv's rows only
+    config = (tmp_path / "student" / "config.toml").read_text()
+    assert f'pseudo_labels = "{tmp_path / "teacher"}"' in config
+
+    # A fit's 10% holdout cuts across both teacher folds: no teacher is allowed, one line.
+    capsys.readouterr()
+    assert main(["fit", *common[:-2], "--pseudo-labels", "teacher", "--out", "fit"]) == 2
+    assert "every model of the teacher trained on rows" in capsys.readouterr().err
+    assert not (tmp_path / "fit").exists()
