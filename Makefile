@@ -55,12 +55,12 @@ format: $(BIN)/.installed
 # The model that `serve` and picture `predict` use by default, in saved_models/default/: the mean
 # of three seeds of the default recipe at 20 epochs with elastic distortion and weight EMA, which
 # reads handwriting that is not MNIST better (docs/results.md: "On handwriting that is not MNIST").
-BUNDLE_RECIPE := --epochs 20 --set augment.elastic_alpha=16 --set optimizer.ema_momentum=0.999
+BUNDLE_RECIPE := --config basic-elastic-ema  # configs/recipes/basic-elastic-ema.toml
 BUNDLE_SEEDS := 0 1 2
 bundle: $(BIN)/.installed
 	rm -rf saved_models/default-run-*
 	for seed in $(BUNDLE_SEEDS); do \
-		$(BIN)/digit-keras fit --arch basic $(BUNDLE_RECIPE) --seed $$seed \
+		$(BIN)/digit-keras fit $(BUNDLE_RECIPE) --seed $$seed \
 			--out saved_models/default-run-$$seed || exit 1; \
 	done
 	$(BIN)/digit-keras bundle $(BUNDLE_SEEDS:%=saved_models/default-run-%)

@@ -47,7 +47,10 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
     """Options shared by every command that trains: architecture, config and its overrides."""
     parser.add_argument("--arch", help="architecture (default: the config's, else basic)")
     parser.add_argument(
-        "--config", metavar="FILE", help="TOML config (default configs/<arch>.toml)"
+        "--config",
+        metavar="FILE|NAME",
+        help="TOML config, or a named recipe (`digit-keras config show --recipe`); "
+        "default configs/<arch>.toml",
     )
     _add_data_options(parser)
     if with_epochs:
@@ -346,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--space", action="store_true", help="the keras-tuner search space instead (for tune)"
     )
+    what.add_argument(
+        "--recipe",
+        metavar="NAME",
+        nargs="?",
+        const="",
+        help="a named recipe (`fit --config NAME` takes it) instead; without NAME, list them",
+    )
     show.set_defaults(handler=run_config_show)
 
     bundle = commands.add_parser(
@@ -385,12 +395,15 @@ def resolve_config(args: argparse.Namespace):
     """Defaults < config file < --set overrides < dedicated flags."""
     from digit_keras.config import (
         apply_overrides,
+        config_file,
         default_config_path,
         load_config,
         parse_assignment,
     )
 
-    config = load_config(args.config or default_config_path(args.arch or "basic"))
+    config = load_config(
+        config_file(args.config) if args.config else default_config_path(args.arch or "basic")
+    )
     overrides = dict(parse_assignment(item) for item in args.set)
     if args.arch:
         overrides["arch"] = args.arch
@@ -666,9 +679,20 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def run_config_show(args: argparse.Namespace) -> None:
-    from digit_keras.config import default_config_path, default_space_path, load_config, to_toml
+    from digit_keras.config import (
+        config_file,
+        default_config_path,
+        default_space_path,
+        load_config,
+        named_recipes,
+        to_toml,
+    )
 
-    if args.space:
+    if args.recipe == "":
+        print("\n".join(named_recipes()))
+    elif args.recipe:
+        print(config_file(args.recipe).read_text(encoding="utf-8"), end="")
+    elif args.space:
         print(default_space_path(args.arch).read_text(encoding="utf-8"), end="")
     elif args.resolved:
         print(to_toml(load_config(default_config_path(args.arch))), end="")

@@ -262,6 +262,24 @@ def default_space_path(arch: str) -> Traversable:
     return _shipped(CONFIG_DIR / "tune", arch, "search space", "--space")
 
 
+def named_recipes() -> list[str]:
+    """The named recipes shipped in configs/recipes/, which `--config NAME` takes."""
+    names = (entry.name for entry in (CONFIG_DIR / "recipes").iterdir() if entry.is_file())
+    return sorted(name.removesuffix(".toml") for name in names if name.endswith(".toml"))
+
+
+def config_file(name_or_path: str) -> Path | Traversable:
+    """What `--config` names: a TOML file, or else a named recipe (configs/recipes/NAME.toml)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file() or len(path.parts) > 1:
+        return path  # a file: load_config says so if it is missing
+    recipe = CONFIG_DIR / "recipes" / f"{name_or_path}.toml"
+    if not recipe.is_file():
+        known = ", ".join(named_recipes())
+        raise ConfigError(f"{name_or_path}: no such config file or named recipe (named: {known})")
+    return recipe
+
+
 def shipped_recipes() -> list[str]:
     """The architectures with a recipe in configs/."""
     names = (entry.name for entry in CONFIG_DIR.iterdir() if entry.is_file())

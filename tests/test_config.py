@@ -4,8 +4,10 @@ import pytest
 
 from digit_keras.cli import main
 from digit_keras.config import (
+    CONFIG_DIR,
     TrainConfig,
     apply_overrides,
+    config_file,
     default_config_path,
     default_space_path,
     from_dict,
@@ -96,6 +98,23 @@ def test_config_show_prints_the_shipped_recipe_and_space(capsys, tmp_path):
     assert main(["config", "show", "--arch", "vgg16", "--resolved"]) == 0
     (tmp_path / "copy.toml").write_text(capsys.readouterr().out)
     assert load_config(tmp_path / "copy.toml") == load_config(default_config_path("vgg16"))
+
+
+def test_named_recipes_are_listed_shown_and_taken_by_config(capsys, tmp_path):
+    assert main(["config", "show", "--recipe"]) == 0
+    assert capsys.readouterr().out.split() == ["basic-bag15", "basic-elastic-ema"]
+    assert main(["config", "show", "--recipe", "basic-elastic-ema"]) == 0
+    shown = capsys.readouterr().out
+    assert shown == (CONFIG_DIR / "recipes" / "basic-elastic-ema.toml").read_text()
+    # The recipe is the default recipe with the flags it replaced (the bundle's, the strongest).
+    flags = {"epochs": 20, "augment.elastic_alpha": 16.0, "optimizer.ema_momentum": 0.999}
+    expected = apply_overrides(load_config(default_config_path("basic")), flags, "flags")
+    assert load_config(config_file("basic-elastic-ema")) == expected
+    (tmp_path / "basic-elastic-ema").write_text("epochs = 3\n")  # a file of that name wins
+    assert config_file(str(tmp_path / "basic-elastic-ema")) == tmp_path / "basic-elastic-ema"
+    assert main(["fit", "--config", "basic-bag16"]) == 2
+    error = capsys.readouterr().err
+    assert "basic-bag16: no such config file or named recipe (named: basic-bag15," in error
 
 
 def test_an_architecture_without_a_recipe_is_named(capsys):
