@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from digit_keras.scoring import log_loss, log_softmax
 
@@ -148,9 +148,5 @@ def cross_validated_probabilities(
     meta: BaseEstimator, features: np.ndarray, labels: np.ndarray, seed: int = 0
 ) -> np.ndarray:
     """Every row's probabilities from a copy of `meta` fitted on the other folds only."""
-    out = np.zeros((len(features), CLASSES))
     splitter = StratifiedKFold(META_FOLDS, shuffle=True, random_state=seed)
-    for fit_rows, score_rows in splitter.split(features, labels):
-        fitted = clone(meta).fit(features[fit_rows], labels[fit_rows])
-        out[score_rows] = fitted.predict_proba(features[score_rows])
-    return out
+    return cross_val_predict(meta, features, labels, cv=splitter, method="predict_proba")
