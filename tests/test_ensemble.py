@@ -22,6 +22,7 @@ from digit_keras.ensemble.super_learner import (
     make_meta_learner,
     model_weights,
 )
+from digit_keras.errors import UserError
 from digit_keras.scoring import accuracy, log_loss, log_softmax
 
 
@@ -164,7 +165,7 @@ def test_runs_whose_rows_or_folds_differ_are_refused(tmp_path, labels, capsys):
         "nowhere": "not a cv run",
     }
     for name, message in cases.items():
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(UserError, match=message):
             load_base_runs([str(base), str(tmp_path / name)])
         assert main(["ensemble", str(base), str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
@@ -206,10 +207,10 @@ def test_member_files_stand_in_for_their_runs(tmp_path, labels, capsys):
     )
     assert accuracy(mixed[0].oof_logits, labels) == accuracy(runs[0].oof_logits, labels)
     shuffled = np.roll(labels, 1)
-    with pytest.raises(Exception, match="other training rows"):
+    with pytest.raises(UserError, match="other training rows"):
         load_base_runs([str(tmp_path / "good-renamed.npz"), str(fair)], labels=lambda: shuffled)
     (tmp_path / "bad.npz").write_bytes(b"not a member")
-    with pytest.raises(Exception, match="not a member file"):
+    with pytest.raises(UserError, match="not a member file"):
         load_base_runs([str(tmp_path / "bad.npz"), str(fair)], labels=lambda: labels)
 
 

@@ -368,9 +368,12 @@ def test_a_bundle_of_several_runs_serves_the_mean_of_their_probabilities(onnx_ru
     assert not (tmp_path / "refused").exists()
 
 
-def test_serving_a_run_without_an_export_is_a_clear_error(tmp_path):
+def test_serving_a_run_without_an_export_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert main(["serve", "--model", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"{tmp_path / 'run'}: no model.onnx; export it first: digit-keras export" in error
 
 
 def test_serving_imports_neither_tensorflow_nor_keras(onnx_run):
