@@ -32,7 +32,8 @@ demo: $(BIN)/.installed
 
 test: lint test-tf test-jax
 
-# The edit-test loop: everything but the tests marked slow (those that train through the CLI).
+# The edit-test loop: everything but the tests marked slow (those that train through the CLI, run
+# processes or build full-size networks): tiny models only, no training run.
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow" --ignore=tests/test_jax_path.py
 

@@ -52,6 +52,7 @@ def test_nested_models_are_recalibrated_too():
     np.testing.assert_allclose(inner.get_layer("bn").moving_mean.numpy(), expected, rtol=1e-5)
 
 
+@pytest.mark.slow  # trains through the CLI
 def test_a_short_run_saves_a_model_as_good_in_inference_mode_as_in_training(data_dir, tmp_path):
     """Three steps of training: Keras's moving averages alone would still be near their
     initial values, and inference-mode accuracy near chance."""

@@ -153,6 +153,7 @@ def test_mixed_precision_training_and_prediction(data_dir, tmp_path):
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 51
 
 
+@pytest.mark.slow  # builds the six full-size networks
 def test_models_command_lists_every_architecture(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -123,6 +123,7 @@ def test_the_configured_label_smoothing_is_the_trainers_loss():
     assert trainer.loss.label_smoothing == 0.1
 
 
+@pytest.mark.slow  # trains through the CLI
 def test_a_short_run_with_a_weight_average_saves_a_model_as_good_as_without(data_dir, tmp_path):
     """Three steps: an average at 0.999 from the first step would save an untrained model."""
     from digit_keras.cli import main
