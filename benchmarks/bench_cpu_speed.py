@@ -6,10 +6,13 @@ is the median of the rounds. PyTorch is an optional benchmark dependency (`pip i
 torch==2.13.0`, the CPU build); without it only the Keras variants run.
 
     python benchmarks/bench_cpu_speed.py [--batch 256] [--steps 30] [--rounds 5]
-        [--variants keras-fp32,keras-bf16,torch-fp32,torch-bf16] [--tf-autotune]
+        [--variants keras-fp32,keras-bf16,torch-fp32,torch-bf16,torchnchw-fp32,torchnchw-bf16]
+        [--tf-autotune]
 
 `kerasbn-fp32` and `kerasbn-bf16` are the Keras variants with Keras's own BatchNormalization
-instead of the project's fused layer (digit_keras/models/batch_norm.py).
+instead of the project's fused layer (digit_keras/models/fused_batch_norm.py). `torch` is PyTorch
+in channels-last, `torchnchw` in its default layout; the race compares the best Keras variant with
+the best PyTorch one, whichever layout that is.
 
 The PyTorch net mirrors `digit_keras/models/basic.py` layer for layer (same trainable parameter
 count, printed); PyTorch pads the stride-2 5x5 convs symmetrically where Keras pads 1 then 2.
@@ -71,8 +74,11 @@ def keras_runner(
     return run, sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-def torch_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner, int]:
-    """The same network, optimiser and batch in PyTorch, channels-last (its fastest CPU layout)."""
+def torch_runner(
+    batch: int, precision: str, autotune: bool, channels_last: bool = True
+) -> tuple[StepRunner, int]:
+    """The same network, optimiser and batch in PyTorch, in channels-last or its default NCHW
+    layout: either has been the faster one here, depending on the round and precision."""
     import torch
     from torch import nn
 
@@ -94,10 +100,11 @@ def torch_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner
         cin = filters
     layers += [*conv_bn_relu(cin, 4 * width, 4), nn.Flatten(), nn.Dropout(dropout)]
     layers += [nn.Linear(4 * width, 10)]
-    model = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = nn.Sequential(*layers).to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    images = torch.rand(batch, 1, 28, 28).to(memory_format=torch.channels_last)
+    images = torch.rand(batch, 1, 28, 28).to(memory_format=layout)
     labels = torch.randint(0, 10, (batch,))
     bf16 = precision == "mixed_bfloat16"
 
@@ -120,7 +127,8 @@ def torch_runner(batch: int, precision: str, autotune: bool) -> tuple[StepRunner
 FRAMEWORKS = {
     "keras": keras_runner,
     "kerasbn": functools.partial(keras_runner, keras_batch_norm=True),
-    "torch": torch_runner,
+    "torch": torch_runner,  # channels-last
+    "torchnchw": functools.partial(torch_runner, channels_last=False),
 }
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
@@ -130,7 +138,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--variants", default="keras-fp32,keras-bf16,torch-fp32,torch-bf16")
+    parser.add_argument(
+        "--variants",
+        default="keras-fp32,keras-bf16,torch-fp32,torch-bf16,torchnchw-fp32,torchnchw-bf16",
+    )
     parser.add_argument(
         "--tf-autotune", action="store_true", help="Keras variants with tf.data's autotuner on"
     )
