@@ -69,15 +69,23 @@ TRIALS_TABLE = "trials.txt"
 BEST_CONFIG = "best.toml"
 
 
+MODEL_UNITS = ("fold", "member")  # what one model of a cv run is called: a bag has members
+
+
+def model_unit(bag: int) -> str:
+    """ "member" in a bag (`bag` members), else "fold"."""
+    return MODEL_UNITS[bool(bag)]
+
+
 def model_dir(run_dir: Path, unit: str, index: int) -> Path:
-    """The folder of a cv run's model `index`; `unit` is "fold", or "member" in a bag."""
+    """The folder of a cv run's model `index` (`unit`: see `model_unit`)."""
     return run_dir / f"{unit}-{index}"
 
 
 def model_dirs(run_dir: Path) -> list[Path]:
     """The folders of a cv run's models (folds or bag members), in order, from its cv.json."""
     settings = json.loads((run_dir / CV_FILE).read_text())
-    unit = "member" if settings.get("bag") else "fold"
+    unit = model_unit(settings.get("bag", 0))
     return [model_dir(run_dir, unit, index) for index in range(settings["trained_folds"])]
 
 

@@ -42,7 +42,7 @@ PREDICT_BATCH = 1024
 # What a cv run has to show for itself before a failure should leave it on disk.
 PROGRESS = tuple(
     f"{unit}-*/{done}"
-    for unit in ("fold", "member")
+    for unit in layout.MODEL_UNITS
     for done in (layout.BACKUP_DIR, layout.MODEL_FILE)
 )
 
@@ -83,7 +83,7 @@ class Scheme:
     @property
     def unit(self) -> str:
         """What one model is called in metrics.json ("fold" or "member")."""
-        return "member" if self.bag else "fold"
+        return layout.model_unit(self.bag)
 
     @property
     def units(self) -> str:
