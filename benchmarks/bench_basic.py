@@ -40,7 +40,7 @@ def bench_pipeline(data_dir: str | None, steps: int, repeats: int) -> None:
     tf = import_tensorflow()
     from digit_keras.data import load_train
     from digit_keras.data.pipeline import dataset_options, make_dataset
-    from digit_keras.training.fit import build_and_compile
+    from digit_keras.training.session import build_and_compile
 
     config = load_config(default_config_path("basic"))
     configure(config.seed, config.precision)

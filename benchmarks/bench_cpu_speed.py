@@ -45,7 +45,7 @@ def keras_runner(
     from digit_keras.config import apply_overrides, default_config_path, load_config
     from digit_keras.data.pipeline import dataset_options
     from digit_keras.runtime import configure, import_keras, import_tensorflow
-    from digit_keras.training.fit import build_and_compile
+    from digit_keras.training.session import build_and_compile
 
     tf = import_tensorflow()
     config = load_config(default_config_path("basic"))

@@ -13,8 +13,8 @@ import pytest
 from digit_keras.cli import build_parser, main, resolve_config
 from digit_keras.config import default_config_path, load_config
 from digit_keras.runtime import import_tensorflow
-from digit_keras.training import fit as fit_module
 from digit_keras.training.fit import fit
+from digit_keras.training.session import TrainingSession
 from tests.conftest import TINY, holdout_accuracy_of, synthetic_digits, tiny_overrides
 
 import_tensorflow()
@@ -53,13 +53,13 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path,
     # The run records the commit it started from, though the checkout changes before it ends.
     checkout = {"commit": "at-start"}
     monkeypatch.setattr("digit_keras.training.runs.git_commit", lambda: checkout["commit"])
-    finish_model = fit_module.finish_model
+    finish = TrainingSession.finish
 
     def finish_after_a_checkout(*args, **kwargs):
         checkout["commit"] = "checked-out-later"
-        return finish_model(*args, **kwargs)
+        return finish(*args, **kwargs)
 
-    monkeypatch.setattr(fit_module, "finish_model", finish_after_a_checkout)
+    monkeypatch.setattr(TrainingSession, "finish", finish_after_a_checkout)
     assert main(["fit", "--data", str(data_dir), "--epochs", "1", *TINY_FLAGS]) == 0
     run_dir = _run_dir(capsys)
     assert run_dir.startswith("saved_models/basic-")
@@ -222,7 +222,7 @@ def test_a_run_interrupted_while_saving_keeps_its_epochs_and_resume_finishes_it(
     run = tmp_path / "run"
     argv = ["fit", "--data", str(data_dir), "--epochs", "2", *TINY_FLAGS, "--out", str(run)]
     with monkeypatch.context() as patch:  # Ctrl-C after the last epoch, before the model is saved
-        patch.setattr("digit_keras.training.fit.recalibrate_on_train_rows", interrupted)
+        patch.setattr("digit_keras.training.session.recalibrate_on_train_rows", interrupted)
         assert main(argv) == 130
     assert (run / "backup").is_dir() and (run / "checkpoints" / "best.keras").is_file()
     assert not (run / "metrics.json").exists()

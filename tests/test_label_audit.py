@@ -17,7 +17,7 @@ from digit_keras.data.split import stratified_folds
 from digit_keras.errors import UserError
 from digit_keras.label_audit import read_audit, suspect_labels
 from digit_keras.members import BaseRun, save_member
-from digit_keras.training.fit import training_data
+from digit_keras.training.session import training_data
 from tests.conftest import synthetic_digits, tiny_overrides
 
 

@@ -116,7 +116,7 @@ def test_the_loss_is_cross_entropy_against_smoothed_targets_over_weighted_rows(s
 
 def test_the_configured_label_smoothing_is_the_trainers_loss():
     from digit_keras.config import TrainConfig, apply_overrides
-    from digit_keras.training.fit import build_and_compile
+    from digit_keras.training.session import build_and_compile
 
     config = apply_overrides(TrainConfig(), {"label_smoothing": 0.1}, "--set")
     trainer, _ = build_and_compile(config, steps_per_epoch=10)

@@ -36,7 +36,8 @@ from digit_keras.keras_inference import load_model, predict_logits
 from digit_keras.members import BaseRun, save_member
 from digit_keras.scoring import logit_scores, mean_log_probabilities
 from digit_keras.training import runs
-from digit_keras.training.fit import start_training, train_split, training_data
+from digit_keras.training.fit import train_run
+from digit_keras.training.session import TrainingSession, start_training, training_data
 
 PREDICT_BATCH = 1024
 # What a cv run has to show for itself before a failure should leave it on disk.
@@ -278,9 +279,8 @@ def cross_validate(
                 trained = data.train_idx[data.train_idx < len(labels)]  # train.csv's rows
                 save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, trained.astype(np.int32))
                 resume_model = (directory / layout.CONFIG_FILE).is_file()
-                model, _ = train_split(
-                    config, strategy_name, strategy, data, directory, resume_model, (), verbose
-                )
+                session = TrainingSession(config, strategy_name, strategy, data)
+                model, _ = train_run(session, directory, resume_model, verbose=verbose)
             # One predict call for both sets: each call on a new model traces a new graph.
             logits = predict_logits(
                 model, np.concatenate([images[held_out], test_images]), PREDICT_BATCH, tta

@@ -35,16 +35,8 @@ from digit_keras.config import TrainConfig, apply_overrides, load_config, to_tom
 from digit_keras.errors import UserError  # noqa: E402
 from digit_keras.scoring import logit_scores  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
-from digit_keras.training.callbacks import progress_verbosity  # noqa: E402
-from digit_keras.training.fit import (  # noqa: E402
-    TrainingData,
-    build_and_compile,
-    count_steps,
-    finish_model,
-    load_holdout_split,
-    make_split_datasets,
-    start_training,
-)
+from digit_keras.training.fit import load_holdout_split  # noqa: E402
+from digit_keras.training.session import TrainingData, TrainingSession, start_training  # noqa: E402
 from digit_keras.tuning.space import SearchSpace, load_space  # noqa: E402
 
 OBJECTIVE = "val_accuracy"
@@ -65,7 +57,7 @@ class SearchResult:
 
 
 class DigitHyperModel(keras_tuner.HyperModel):
-    """One trial: the base config with the trial's values, built and trained like `fit` does."""
+    """One trial: the base config with the trial's values, one training session as `fit` runs."""
 
     def __init__(
         self,
@@ -73,48 +65,33 @@ class DigitHyperModel(keras_tuner.HyperModel):
         space: SearchSpace,
         trial_epochs: int,
         data: TrainingData,
+        strategy_name: str,
         strategy,
     ):
         super().__init__(name=f"digit-keras-{base.arch}")
         self.base, self.space, self.trial_epochs, self.data = base, space, trial_epochs, data
-        self.strategy = strategy
-        self.replicas = strategy.num_replicas_in_sync
+        self.strategy_name, self.strategy = strategy_name, strategy
         self.trial_runs = 0
 
-    def trial_config(self, hp) -> TrainConfig:
+    def session(self, hp) -> TrainingSession:
         overrides = {"epochs": self.trial_epochs, **self.space.sample(hp)}
-        return apply_overrides(self.base, overrides, source=str(self.space.path))
+        config = apply_overrides(self.base, overrides, source=str(self.space.path))
+        return TrainingSession(config, self.strategy_name, self.strategy, self.data)
 
     def build(self, hp) -> keras.Model:
-        config = self.trial_config(hp)
-        runtime.configure(config.seed, config.precision)
-        steps = count_steps(len(self.data.train_idx), config.batch_size * self.replicas)
-        with self.strategy.scope():  # keras-tuner enters only tf.distribute scopes itself
-            trainer, self.network = build_and_compile(config, steps)
+        session = self.session(hp)
+        runtime.configure(session.config.seed, session.config.precision)
+        trainer, self.network = session.build()  # keras-tuner enters only tf.distribute scopes
         return trainer
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Train on the tuning split; report the objective with the epochs and seconds it took."""
-        config = self.trial_config(hp)
-        batch = config.batch_size * self.replicas
-        epochs = epochs or config.epochs
-        train_ds, holdout_ds = make_split_datasets(
-            config, self.data, batch, range(initial_epoch, epochs), self.replicas
-        )
+        session = self.session(hp)
         started = time.perf_counter()
-        with self.strategy.scope():  # keras-tuner fits outside any scope; JAX's needs one
-            history = model.fit(
-                train_ds,
-                validation_data=holdout_ds,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=count_steps(len(self.data.train_idx), batch),
-                callbacks=list(callbacks),
-                shuffle=False,
-                verbose=progress_verbosity(kwargs.get("verbose", "auto")),
-            )
+        epochs = range(initial_epoch, epochs or session.config.epochs)
+        history = session.train(model, epochs, callbacks, kwargs.get("verbose", "auto"))
         self.trial_runs += 1
-        _, logits = finish_model(self.network, config, self.data, batch)
+        _, logits = session.finish(self.network)
         scores = logit_scores(logits, self.data.labels[self.data.holdout_idx])
         return {
             OBJECTIVE: scores["accuracy"],
@@ -184,11 +161,11 @@ def run_search(
     A keras-tuner worker (KERASTUNER_TUNER_ID not 'chief' with an oracle address set) only runs
     the trials the chief hands out, and returns no rows: the chief writes the results.
     """
-    base, _, strategy = start_training(base)
+    base, strategy_name, strategy = start_training(base)
     data = load_holdout_split(base, data_dir)
     if not len(data.holdout_idx):
         raise UserError("tuning needs a holdout to score trials: set data.val_fraction above 0")
-    hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy)
+    hypermodel = DigitHyperModel(base, space, settings.epochs, data, strategy_name, strategy)
     worker = is_worker()
     if not resuming and not worker:
         write_text_atomic(run_dir / layout.CONFIG_FILE, to_toml(base))
