@@ -19,12 +19,13 @@ def _current_umask() -> int:
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
 
-    The temporary name keeps `target`'s suffix, because some writers (Keras) choose the format
-    from it.
+    The temporary name keeps `target`'s suffixes, because some writers (Keras) choose the format
+    from them (".keras", ".weights.h5").
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    suffix = "".join(target.suffixes)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(

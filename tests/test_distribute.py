@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from digit_keras.training.runs import backup_epoch
 from tests.processes import free_ports
 
 # Splits the CPU into two logical devices before TensorFlow starts: two replicas on one machine.
@@ -151,21 +152,13 @@ def test_two_workers_train_like_two_replicas_on_one_machine_and_only_the_chief_w
     assert not worker_out.exists()  # the non-chief worker left nothing behind
 
 
-def _backed_up_epochs(run_dir) -> int:
-    metadata = run_dir / "backup" / "training_metadata.json"
-    try:
-        return json.loads(metadata.read_text())["epoch"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
-
-
 def _kill_after_backup(processes, victim: int, run_dir, epochs: int, timeout: float = 180) -> None:
     """Kill process `victim` by pid once `run_dir` holds a backup of `epochs` epochs; the
     surviving worker then fails on its own (its collective ops lose their peer)."""
     import time
 
     deadline = time.monotonic() + timeout
-    while _backed_up_epochs(run_dir) < epochs:
+    while backup_epoch(run_dir) < epochs:
         assert time.monotonic() < deadline, "no backup appeared"
         if any(process.poll() is not None for process in processes):
             outputs = [process.communicate()[0][:1500] for process in processes]

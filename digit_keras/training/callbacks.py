@@ -90,37 +90,48 @@ class BestCheckpoint(keras.callbacks.Callback):
                 self.network.save(tmp)
 
 
-class Backup(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore, plus the states of the model's random streams.
+class Backup(keras.callbacks.Callback):
+    """After each epoch, what a resumed run needs: the weights with the optimizer's state, and
+    the states of the model's random streams, so a run resumed after epoch k draws what an
+    uninterrupted run drew from epoch k on (augmentation and dropout draw from
+    `keras.random.SeedGenerator`s, whose states are variables outside the weights).
 
-    Augmentation and dropout draw from `keras.random.SeedGenerator`s, whose states are variables
-    that Keras's backup leaves out (it saves weights, optimizer and epoch). This saves them too,
-    in a file named by the epoch it belongs to, written before Keras's record of that epoch (so
-    the record never points at a missing state), so a run resumed after epoch k draws what an
-    uninterrupted run drew from epoch k on.
+    Each file is written beside its name and renamed, the weights last: their file names the
+    epochs done (`runs.backup_epoch`), so a kill at any moment leaves a whole backup. (Keras's
+    BackupAndRestore writes in place and keeps the epoch in a private file.) On train begin it
+    restores the newest backup; the caller starts `fit` at the epoch after it.
     """
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
 
     def _random_state(self) -> list:
         weights = {id(weight) for weight in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]  # the seed states
 
-    def _random_state_file(self, epochs_done: int) -> Path:
-        return Path(self.backup_dir) / f"random_state-{epochs_done}.npz"
+    def _file(self, name: str, epochs: int) -> Path:
+        return runs.backup_file(self.run_dir, name, epochs)
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        saved = self._random_state_file(runs.backup_epoch(Path(self.backup_dir).parent))
-        if saved.is_file():
-            with np.load(saved) as arrays:
-                for index, variable in enumerate(self._random_state()):
-                    variable.assign(arrays[str(index)])
+        epochs = runs.backup_epoch(self.run_dir)
+        if not epochs:
+            return
+        if not self.model.optimizer.built:  # its variables must exist to receive the state
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self._file(layout.BACKUP_WEIGHTS, epochs))
+        with np.load(self._file(layout.BACKUP_RANDOM_STATE, epochs)) as arrays:
+            for index, variable in enumerate(self._random_state()):
+                variable.assign(arrays[str(index)])
 
     def on_epoch_end(self, epoch, logs=None):
-        with atomic_path(self._random_state_file(epoch + 1)) as tmp:
+        with atomic_path(self._file(layout.BACKUP_RANDOM_STATE, epoch + 1)) as tmp:
             states = [keras.ops.convert_to_numpy(v.value) for v in self._random_state()]
             np.savez(tmp, **{str(index): state for index, state in enumerate(states)})
-        super().on_epoch_end(epoch, logs)
-        self._random_state_file(epoch).unlink(missing_ok=True)  # the replaced backup's
+        with atomic_path(self._file(layout.BACKUP_WEIGHTS, epoch + 1)) as tmp:
+            self.model.save_weights(tmp)
+        for name in (layout.BACKUP_WEIGHTS, layout.BACKUP_RANDOM_STATE):  # the replaced backup
+            self._file(name, epoch).unlink(missing_ok=True)
 
 
 class EpochSummaries(keras.callbacks.Callback):
@@ -177,7 +188,7 @@ def make_callbacks(
     # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / layout.HISTORY_FILE), append=resuming),
-        Backup(str(run_dir / layout.BACKUP_DIR), delete_checkpoint=False),
+        Backup(run_dir),
         tensorboard_callback(run_dir / layout.TENSORBOARD_DIR),
     ]
     return callbacks

@@ -21,6 +21,7 @@ from digit_keras.atomic import atomic_path, write_text_atomic
 from digit_keras.errors import UserError
 from digit_keras.layout import (
     BACKUP_DIR,
+    BACKUP_WEIGHTS,
     CONFIG_FILE,
     HISTORY_FILE,
     HOLDOUT_FILE,
@@ -95,15 +96,16 @@ def keep_history_of(run_dir: Path, epochs: int) -> None:
 
 
 def backup_epoch(run_dir: Path) -> int:
-    """How many epochs the last backup of an interrupted run had completed (0 if none).
+    """How many epochs the last backup of an interrupted run had completed (0 if none): its
+    weights file names them, and is written last (callbacks.Backup)."""
+    prefix, suffix = BACKUP_WEIGHTS.split("{epochs}")
+    files = (run_dir / BACKUP_DIR).glob(f"{prefix}*{suffix}")
+    return max((int(path.name[len(prefix) : -len(suffix)]) for path in files), default=0)
 
-    Keras has no public way to ask BackupAndRestore this; its metadata file is the one place the
-    project reads Keras's private state, and the resume tests exercise it.
-    """
-    metadata = run_dir / BACKUP_DIR / "training_metadata.json"
-    if not metadata.is_file():
-        return 0
-    return int(json.loads(metadata.read_text())["epoch"])
+
+def backup_file(run_dir: Path, name: str, epochs: int) -> Path:
+    """One of the backup's files (`BACKUP_WEIGHTS` or `BACKUP_RANDOM_STATE`) after `epochs`."""
+    return run_dir / BACKUP_DIR / name.format(epochs=epochs)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
