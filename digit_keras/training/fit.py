@@ -136,8 +136,8 @@ def train_run(
     start_epoch = runs.backup_epoch(run_dir) if resuming else 0
     if resuming and not start_epoch and _logged_epochs(run_dir):
         raise UserError(
-            f"{run_dir}: its {layout.BACKUP_DIR}/ is gone, so it cannot continue where it stopped; "
-            "start a new run"
+            f"{run_dir}: its {layout.BACKUP_DIR}/ holds no finished epoch (gone, or from an older "
+            "digit-keras), so it cannot continue where it stopped; start a new run"
         )
     if resuming:
         runs.keep_history_of(run_dir, start_epoch)
