@@ -22,6 +22,7 @@ from digit_keras.data import load_train
 from digit_keras.ensemble.base_runs import load_base_runs
 from digit_keras.ensemble.combine import mean_probabilities
 from digit_keras.errors import UserError
+from digit_keras.members import oof_probabilities
 
 AUDIT_FILE = Path("label-audit.csv")
 COLUMNS = ["row", "label", "suggested", "label_probability", "suggested_probability"]
@@ -68,9 +69,7 @@ def audit(
     runs, rows = load_base_runs(members, labels, at_least=1)
     if not len(rows):
         raise UserError("the members share no out-of-fold rows; train them with one --split-seed")
-    probabilities = mean_probabilities(
-        np.stack([np.exp(r.oof_log_probabilities(rows)) for r in runs])
-    )
+    probabilities = mean_probabilities(oof_probabilities(runs, rows))
     suspects = suspect_labels(runs[0].labels[rows], probabilities)
     suspects["row"] = rows[suspects["row"]]
     path = Path(out) if out else AUDIT_FILE

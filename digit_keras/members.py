@@ -42,6 +42,11 @@ class BaseRun:
         return mean_log_probabilities(self.test_logits)
 
 
+def oof_probabilities(members: list[BaseRun], rows: np.ndarray) -> np.ndarray:
+    """(members, rows, 10): each member's out-of-fold probabilities on `rows`."""
+    return np.stack([np.exp(member.oof_log_probabilities(rows)) for member in members])
+
+
 def labels_checksum(labels: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(labels, np.int64).tobytes()).hexdigest()
 

@@ -47,7 +47,7 @@ def load_base_runs(
     fold 0. `labels` (a callable returning the training labels) is needed for member files only.
     """
     if len(paths) < at_least:
-        raise UserError(f"an ensemble needs at least {at_least} members")
+        raise UserError(f"this needs at least {at_least} members; {len(paths)} given")
     if len({Path(path).resolve() for path in paths}) < len(paths):
         raise UserError("the same member is listed twice")
     members = [

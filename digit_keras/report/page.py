@@ -24,6 +24,7 @@ from digit_keras.config import load_config
 from digit_keras.data import load_train
 from digit_keras.errors import UserError
 from digit_keras.label_audit import suspect_labels
+from digit_keras.members import oof_probabilities
 from digit_keras.report import figures
 from digit_keras.report.sources import HeldOut, ReportRun, load_report_run
 
@@ -205,7 +206,7 @@ def _compare(
         }
     )
     pictures["comparison"] = figures.comparison(scores)
-    probabilities = np.stack([np.exp(m.oof_log_probabilities(rows)) for m in members])
+    probabilities = oof_probabilities(members, rows)
     votes = probabilities.argmax(axis=2)
     names = [m.name for m in members]
     shares = pd.DataFrame(
