@@ -230,6 +230,9 @@ class TrainConfig:
     # Images over which BatchNorm statistics are recomputed after training (0: keep Keras's
     # moving averages); see digit_keras/training/bn_recalibration.py.
     bn_recalibration_images: Annotated[Int, Ge(0)] = 8192
+    # Save the resume state this often inside an epoch too (0: at epoch ends only), so a run
+    # whose epochs take hours resumes close to where it stopped (single-process runs only).
+    backup_minutes: Annotated[Float, Ge(0.0)] = 10.0
     # Share of each target spread evenly over all classes (training/losses.py); 0 = hard labels.
     label_smoothing: Annotated[Float, Ge(0.0), Lt(1.0)] = 0.0
     # the arch's options (MODEL_OPTIONS); a config may give some, a run saves them all

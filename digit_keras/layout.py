@@ -9,8 +9,8 @@ A fit run (`saved_models/<arch>-<time>/`):
   model.keras        the trained model; metrics.json, written last, marks the run finished
   history.csv        one row per epoch; tensorboard/ the same for TensorBoard
   checkpoints/best.keras   the best epoch by validation accuracy (never used to score the run)
-  backup/            the resume state while training (epoch-<k>.weights.h5 with the optimizer's,
-                     epoch-<k>.random.npz: after k epochs); removed when finished
+  backup/            the resume state while training (epoch-<k>-step-<s>.weights.h5 with the
+                     optimizer's, and .random.npz: k epochs and s steps done); removed when finished
   holdout.npz        the holdout's rows of train.csv, their labels and the model's logits
   savedmodel/, model.onnx, export.json   after `digit-keras export`
 A cv run (`saved_models/<cv|holdout|bag>-<arch>-<time>/`):
@@ -45,8 +45,8 @@ HISTORY_FILE = "history.csv"
 TENSORBOARD_DIR = "tensorboard"
 BEST_CHECKPOINT = "checkpoints/best.keras"
 BACKUP_DIR = "backup"
-BACKUP_WEIGHTS = "epoch-{epochs}.weights.h5"  # Keras picks the weights format by this suffix
-BACKUP_RANDOM_STATE = "epoch-{epochs}.random.npz"
+BACKUP_WEIGHTS = "epoch-{epochs}-step-{steps}.weights.h5"  # Keras picks the format by suffix
+BACKUP_RANDOM_STATE = "epoch-{epochs}-step-{steps}.random.npz"
 HOLDOUT_FILE = "holdout.npz"
 
 SAVEDMODEL_DIR = "savedmodel"

@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from digit_keras.cli import build_parser, main, resolve_config
 from digit_keras.config import default_config_path, load_config
+from digit_keras.keras_inference import load_model
 from digit_keras.runtime import import_tensorflow
 from digit_keras.training.fit import fit
 from digit_keras.training.session import TrainingSession
@@ -87,12 +89,18 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path,
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
+@pytest.mark.parametrize("backup_minutes", [0.0, 1e-9], ids=["epoch-backups", "step-backups"])
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(
+    backup_minutes, data_dir, tmp_path
+):
     """Deterministic kernels, and shuffle, augmentation and dropout streams that continue where
-    they stopped: a run killed mid-epoch and resumed logs the losses and ends with the weights
-    of a run never stopped. Op determinism is process-wide, so each run has a fresh process."""
+    they stopped: a run killed mid-epoch and resumed ends with the weights of a run never
+    stopped. With backups at epoch ends only it redoes the epoch and logs the same history; with
+    a backup after every step it continues at the step after the last one (whose training
+    metrics then cover the rest of that epoch). Op determinism is process-wide, so each run has
+    a fresh process."""
     argv = ["--data", str(data_dir), "--epochs", "3", *TINY_FLAGS, "--deterministic"]
-    argv += ["--set", "model.dropout=0.25"]
+    argv += ["--set", "model.dropout=0.25", "--set", f"backup_minutes={backup_minutes}"]
     killed_mid_epoch_2 = (
         "import os, signal, keras\n"
         "from digit_keras.training import callbacks\n"
@@ -110,10 +118,15 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(data_dir, tm
     ]:
         code = f"{setup}\nimport sys; from digit_keras.cli import main; sys.exit(main({command!r}))"
         subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path)
-    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["resumed_after_epoch"] == 2
-    history = [(tmp_path / run / "history.csv").read_text() for run in ("a", "b")]
-    assert history[0] == history[1] and len(history[0].splitlines()) == 4
-    models = [keras.saving.load_model(tmp_path / run / "model.keras") for run in ("a", "b")]
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    steps_done = 4 if backup_minutes else 0  # the Kill callback runs after the backup's
+    assert (metrics["resumed_after_epoch"], metrics["resumed_after_steps"]) == (2, steps_done)
+    history = [pd.read_csv(tmp_path / run / "history.csv") for run in ("a", "b")]
+    assert list(history[1]["epoch"]) == [0, 1, 2]
+    resumed_columns = ["val_accuracy", "val_loss"] if backup_minutes else history[0].columns
+    pd.testing.assert_frame_equal(history[0][resumed_columns], history[1][resumed_columns])
+    pd.testing.assert_frame_equal(history[0][:2], history[1][:2])
+    models = [load_model(tmp_path / run / "model.keras") for run in ("a", "b")]
     for a, b in zip(*(model.get_weights() for model in models), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -46,7 +46,7 @@ def test_overrides_are_typed_and_validated():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"epoch": 3}, r"unknown key 'epoch' \(known: arch, augment, batch_size"),
+        ({"epoch": 3}, r"unknown key 'epoch' \(known: arch, augment, backup_minutes, batch_size"),
         ({"optimizer": {"lr": 1}}, r"unknown key 'optimizer.lr' \(known: optimizer.decay_rate"),
         ({"epochs": "ten"}, "'epochs': Input should be a valid integer; got 'ten'"),
         ({"epochs": 1.5}, "'epochs': Input should be a valid integer; got 1.5"),

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from digit_keras.training.runs import backup_epoch
+from digit_keras.training.runs import backup_position
 from tests.processes import free_ports
 
 # Splits the CPU into two logical devices before TensorFlow starts: two replicas on one machine.
@@ -158,7 +158,7 @@ def _kill_after_backup(processes, victim: int, run_dir, epochs: int, timeout: fl
     import time
 
     deadline = time.monotonic() + timeout
-    while backup_epoch(run_dir) < epochs:
+    while backup_position(run_dir)[0] < epochs:
         assert time.monotonic() < deadline, "no backup appeared"
         if any(process.poll() is not None for process in processes):
             outputs = [process.communicate()[0][:1500] for process in processes]

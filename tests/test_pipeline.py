@@ -65,6 +65,23 @@ def test_training_order_depends_on_seed_and_epoch_alone_on_both_pipelines(digits
     assert not np.array_equal(np.concatenate([y for _, y in other_seed]), epoch_labels[0])
 
 
+def test_a_run_resumed_mid_epoch_gets_the_rest_of_that_epoch_then_whole_ones(digits):
+    images, labels = digits
+    three_epochs = _batches(make_dataset(images, labels, 32, True, seed=7, epochs=range(3)))
+    resumed = make_dataset(images, labels, 32, True, 7, epochs=range(1, 3), skip_steps=2)
+    resumed_labels = np.concatenate([y for _, y in _batches(resumed)])
+    np.testing.assert_array_equal(
+        resumed_labels, np.concatenate([y for _, y in three_epochs[5:]])
+    )  # epoch 1's last batch, then epoch 2
+    array_batches = ArrayBatches(images, labels, 32, True, seed=7, first_epoch=1, skip_steps=2)
+    assert len(array_batches) == 1
+    first = array_batches[0][1]
+    array_batches.on_epoch_end()
+    assert len(array_batches) == 3
+    rest = [array_batches[i][1] for i in range(3)]
+    np.testing.assert_array_equal(np.concatenate([first, *rest]), resumed_labels)
+
+
 def test_prediction_dataset_without_labels(digits):
     images, _ = digits
     (x, y), *_ = _batches(make_dataset(images, None, 96))

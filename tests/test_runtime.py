@@ -166,7 +166,7 @@ def test_a_resumed_run_keeps_its_best_checkpoint_threshold(tmp_path):
     assert best_logged(tmp_path / "history.csv", "val_loss") is None
     assert best_logged(tmp_path / "missing.csv", "val_accuracy") is None
     network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    callbacks = make_callbacks(tmp_path, ThroughputMeter(1), network, True, resuming=True)
+    callbacks = make_callbacks(tmp_path, ThroughputMeter(1), network, True, start=(3, 0))
     checkpoint = next(c for c in callbacks if isinstance(c, BestCheckpoint))
     assert checkpoint.best == 0.8
     checkpoint.on_epoch_end(3, {"val_accuracy": 0.75})  # worse than before the resume: kept

@@ -22,7 +22,9 @@ class ArrayBatches(keras.utils.PyDataset):
 
     With `pad_to` > 1 (data parallelism over that many devices), a last batch whose size does
     not divide evenly is padded with blank rows of sample weight 0, so every device gets a slice.
-    Accuracy ignores those rows exactly; the loss divides by the weights' sum (see fit.py).
+    Accuracy ignores those rows exactly; the loss divides by the weights' sum (see
+    training/session.py). `skip_steps` leaves out the first epoch's first batches (a run resumed
+    mid-epoch).
     """
 
     def __init__(
@@ -34,21 +36,23 @@ class ArrayBatches(keras.utils.PyDataset):
         seed: int = 0,
         first_epoch: int = 0,
         pad_to: int = 1,
+        skip_steps: int = 0,
     ):
         super().__init__()
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.training, self.seed, self.pad_to = training, seed, pad_to
-        self.epoch = first_epoch
+        self.epoch, self.skip_steps = first_epoch, skip_steps  # skip: of the first epoch only
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
         if not self.training:
             return np.arange(len(self.images))
-        return epoch_order(len(self.images), self.batch_size, self.seed, self.epoch)
+        order = epoch_order(len(self.images), self.batch_size, self.seed, self.epoch)
+        return order[self.skip_steps * self.batch_size :]
 
     def __len__(self) -> int:
         if self.training:
-            return len(self.images) // self.batch_size
+            return len(self.order) // self.batch_size
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index: int):
@@ -66,5 +70,5 @@ class ArrayBatches(keras.utils.PyDataset):
         return images, labels, weights
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
+        self.epoch, self.skip_steps = self.epoch + 1, 0
         self.order = self._order()

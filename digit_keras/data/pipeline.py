@@ -32,18 +32,22 @@ def make_dataset(
     seed: int = 0,
     epochs: range = range(1),
     replicas: int = 1,
+    skip_steps: int = 0,
 ):
     """Build a batched dataset of (images, labels); `labels=None` (prediction) gives zeros.
 
     A training dataset holds `epochs` (a range of epoch numbers: a resumed run starts at its
-    first unfinished epoch) one after the other, each in its `epoch_order`; train on it with
-    `steps_per_epoch` set. Other datasets hold every image once, in order. `replicas` only
+    first unfinished epoch) one after the other, each in its `epoch_order`, less the first
+    epoch's first `skip_steps` batches (trained before a run was resumed mid-epoch); train on it
+    with `steps_per_epoch` set. Other datasets hold every image once, in order. `replicas` only
     matters off TensorFlow: see `ArrayBatches.pad_to`.
     """
     if backend() != "tensorflow":
         from digit_keras.data.batches import ArrayBatches  # imports Keras: only off TensorFlow
 
-        return ArrayBatches(images, labels, batch_size, training, seed, epochs.start, replicas)
+        return ArrayBatches(
+            images, labels, batch_size, training, seed, epochs.start, replicas, skip_steps
+        )
     import tensorflow as tf
 
     if labels is None:
@@ -51,7 +55,7 @@ def make_dataset(
     if training:
         orders = [epoch_order(len(images), batch_size, seed, epoch) for epoch in epochs]
         # No epoch left (a run resumed after its last one): an empty dataset.
-        rows = np.concatenate(orders) if orders else np.zeros(0, np.int64)
+        rows = np.concatenate(orders)[skip_steps * batch_size :] if orders else np.zeros(0, int)
         pixels, classes = tf.constant(images), tf.constant(labels)
         ds = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
         ds = ds.map(lambda rows: (tf.gather(pixels, rows), tf.gather(classes, rows)))

@@ -28,17 +28,23 @@ def progress_verbosity(verbose: str | int) -> str | int:
 
 
 class ThroughputMeter(keras.callbacks.Callback):
-    """Time the training part of each epoch (validation excluded) and count its images."""
+    """Time the training part of each epoch (validation excluded) and count its images (an
+    epoch resumed mid-way has fewer)."""
 
-    def __init__(self, images_per_epoch: int):
+    def __init__(self, global_batch: int):
         super().__init__()
-        self.images_per_epoch = images_per_epoch
+        self.global_batch = global_batch
         self.epoch_seconds: list[float] = []
+        self.epoch_images: list[int] = []
         self._start = 0.0
         self._train_end: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._train_end = time.perf_counter(), None
+        self.epoch_images.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.epoch_images[-1] += self.global_batch
 
     def on_test_begin(self, logs=None):
         if self._train_end is None:
@@ -54,8 +60,9 @@ class ThroughputMeter(keras.callbacks.Callback):
 
     def images_per_second(self) -> float:
         """Steady-state rate: the first epoch (tracing, warm-up) is left out if there are more."""
-        seconds = self.epoch_seconds[1:] or self.epoch_seconds
-        return self.images_per_epoch * len(seconds) / sum(seconds) if seconds else 0.0
+        skip = 1 if len(self.epoch_seconds) > 1 else 0
+        seconds = sum(self.epoch_seconds[skip:])
+        return sum(self.epoch_images[skip : len(self.epoch_seconds)]) / seconds if seconds else 0.0
 
 
 def best_logged(history_csv: Path, metric: str) -> float | None:
@@ -91,47 +98,64 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class Backup(keras.callbacks.Callback):
-    """After each epoch, what a resumed run needs: the weights with the optimizer's state, and
-    the states of the model's random streams, so a run resumed after epoch k draws what an
-    uninterrupted run drew from epoch k on (augmentation and dropout draw from
-    `keras.random.SeedGenerator`s, whose states are variables outside the weights).
+    """What a resumed run needs, at each epoch's end and every `every_s` seconds inside one: the
+    weights with the optimizer's state, and the states of the model's random streams, so a run
+    resumed at a backup draws what an uninterrupted run drew from there on (augmentation and
+    dropout draw from `keras.random.SeedGenerator`s, whose states are variables outside the
+    weights).
 
     Each file is written beside its name and renamed, the weights last: their file names the
-    epochs done (`runs.backup_epoch`), so a kill at any moment leaves a whole backup. (Keras's
-    BackupAndRestore writes in place and keeps the epoch in a private file.) On train begin it
-    restores the newest backup; the caller starts `fit` at the epoch after it.
+    position, epochs and steps done (`runs.backup_position`), so a kill at any moment leaves a
+    whole backup. (Keras's BackupAndRestore writes in place, keeps the epoch in a private file
+    and restarts an epoch from its first step.) On the first train begin it restores the backup
+    at `start`; the caller trains on from there.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, start: tuple[int, int], every_s: float = 0.0):
         super().__init__()
-        self.run_dir = run_dir
+        self.run_dir, self.position, self.every_s = run_dir, start, every_s
+        self.first_step = start[1]  # steps of the first epoch done before this process
+        self.restored = False
+        self.saved_at = time.monotonic()
 
     def _random_state(self) -> list:
         weights = {id(weight) for weight in self.model.weights}
         return [v for v in self.model.variables if id(v) not in weights]  # the seed states
 
-    def _file(self, name: str, epochs: int) -> Path:
-        return runs.backup_file(self.run_dir, name, epochs)
+    def _file(self, name: str, position: tuple[int, int]) -> Path:
+        return runs.backup_file(self.run_dir, name, position)
 
     def on_train_begin(self, logs=None):
-        epochs = runs.backup_epoch(self.run_dir)
-        if not epochs:
+        if self.restored or self.position == (0, 0):  # a later `fit` call of the same run
             return
+        self.restored = True
         if not self.model.optimizer.built:  # its variables must exist to receive the state
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self._file(layout.BACKUP_WEIGHTS, epochs))
-        with np.load(self._file(layout.BACKUP_RANDOM_STATE, epochs)) as arrays:
+        self.model.load_weights(self._file(layout.BACKUP_WEIGHTS, self.position))
+        with np.load(self._file(layout.BACKUP_RANDOM_STATE, self.position)) as arrays:
             for index, variable in enumerate(self._random_state()):
                 variable.assign(arrays[str(index)])
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_s and time.monotonic() - self.saved_at >= self.every_s:
+            self._save((self.epoch, self.first_step + batch + 1))
+
     def on_epoch_end(self, epoch, logs=None):
-        with atomic_path(self._file(layout.BACKUP_RANDOM_STATE, epoch + 1)) as tmp:
+        self._save((epoch + 1, 0))
+        self.first_step = 0
+
+    def _save(self, position: tuple[int, int]) -> None:
+        with atomic_path(self._file(layout.BACKUP_RANDOM_STATE, position)) as tmp:
             states = [keras.ops.convert_to_numpy(v.value) for v in self._random_state()]
             np.savez(tmp, **{str(index): state for index, state in enumerate(states)})
-        with atomic_path(self._file(layout.BACKUP_WEIGHTS, epoch + 1)) as tmp:
+        with atomic_path(self._file(layout.BACKUP_WEIGHTS, position)) as tmp:
             self.model.save_weights(tmp)
         for name in (layout.BACKUP_WEIGHTS, layout.BACKUP_RANDOM_STATE):  # the replaced backup
-            self._file(name, epoch).unlink(missing_ok=True)
+            self._file(name, self.position).unlink(missing_ok=True)
+        self.position, self.saved_at = position, time.monotonic()
 
 
 class EpochSummaries(keras.callbacks.Callback):
@@ -171,11 +195,15 @@ def make_callbacks(
     meter: ThroughputMeter,
     network: keras.Model,
     has_holdout: bool,
-    resuming: bool,
+    start: tuple[int, int] | None,
+    backup_every_s: float = 0.0,
 ) -> list[keras.callbacks.Callback]:
-    """The history line first, then the backup: a run stopped between the two repeats that
-    epoch on resume, and `runs.keep_history_of` drops its first line (nothing lost, nothing
-    logged twice); the other order would lose the line for good."""
+    """The callbacks of a run, resumed at backup position `start` (None: a new run).
+
+    The history line first, then the backup: a run stopped between the two repeats that epoch
+    on resume, and `runs.keep_history_of` drops its first line (nothing lost, nothing logged
+    twice); the other order would lose the line for good."""
+    resuming = start is not None
     callbacks: list[keras.callbacks.Callback] = [meter]
     if has_holdout:
         previous_best = (
@@ -188,7 +216,7 @@ def make_callbacks(
     # (runs.remove_backup), so a failure while saving leaves a run that --resume finishes.
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / layout.HISTORY_FILE), append=resuming),
-        Backup(run_dir),
+        Backup(run_dir, start or (0, 0), backup_every_s),
         tensorboard_callback(run_dir / layout.TENSORBOARD_DIR),
     ]
     return callbacks

@@ -133,7 +133,7 @@ def train_run(
         run_dir = Path(tempfile.mkdtemp(prefix="digit-keras-worker-"))
         if resuming:
             _copy_resume_state(chief_dir, run_dir)
-    start_epoch = runs.backup_epoch(run_dir) if resuming else 0
+    start_epoch, start_step = runs.backup_position(run_dir) if resuming else (0, 0)
     if resuming and not start_epoch and _logged_epochs(run_dir):
         raise UserError(
             f"{run_dir}: its {layout.BACKUP_DIR}/ holds no finished epoch (gone, or from an older "
@@ -144,13 +144,24 @@ def train_run(
     else:
         write_text_atomic(run_dir / layout.CONFIG_FILE, to_toml(config))
 
-    if start_epoch:
-        print(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}", file=sys.stderr)
-    meter = ThroughputMeter(session.steps_per_epoch * session.global_batch)
+    if start_epoch or start_step:
+        step = f", step {start_step} of epoch {start_epoch + 1}" if start_step else ""
+        print(f"resuming {run_dir} after epoch {start_epoch}{step} of {config.epochs}",
+              file=sys.stderr)  # fmt: skip
+    # Mid-epoch backups happen by the clock, which multi-worker tasks do not share: they save at
+    # epoch ends only (saving runs collective ops on every worker).
+    single = session.strategy_name != "multi-worker"
+    every_s = 60 * config.backup_minutes if single else 0.0
+    meter = ThroughputMeter(session.global_batch)
     trainer, model = session.build()
-    callbacks = make_callbacks(run_dir, meter, model, session.has_holdout, resuming)
+    start = (start_epoch, start_step) if resuming else None
+    callbacks = make_callbacks(run_dir, meter, model, session.has_holdout, start, every_s)
     history = session.train(
-        trainer, range(start_epoch, config.epochs), [*callbacks, *extra_callbacks], verbose
+        trainer,
+        range(start_epoch, config.epochs),
+        [*callbacks, *extra_callbacks],
+        verbose,
+        start_step,
     )
     recalibrated, holdout_logits = session.finish(model)
     holdout_idx = data.holdout_idx
@@ -172,6 +183,7 @@ def train_run(
         "holdout_loss": None,
         "epochs": config.epochs,
         "resumed_after_epoch": start_epoch,
+        "resumed_after_steps": start_step,  # of the next epoch
         "strategy": session.strategy_name,
         "replicas": session.strategy.num_replicas_in_sync,
         "global_batch_size": session.global_batch,
@@ -185,7 +197,7 @@ def train_run(
         scores = logit_scores(holdout_logits, data.labels[holdout_idx])
         metrics["holdout_accuracy"] = scores["accuracy"]
         metrics["holdout_loss"] = scores["log_loss"]
-        val_history = history.history.get("val_accuracy", [])
+        val_history = history.get("val_accuracy", [])
         if val_history:
             metrics["best_epoch_val_accuracy_selected_on_holdout"] = max(val_history)
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)

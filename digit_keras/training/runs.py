@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -95,17 +96,23 @@ def keep_history_of(run_dir: Path, epochs: int) -> None:
         write_text_atomic(history, "".join(lines[: epochs + 1]))
 
 
-def backup_epoch(run_dir: Path) -> int:
-    """How many epochs the last backup of an interrupted run had completed (0 if none): its
-    weights file names them, and is written last (callbacks.Backup)."""
-    prefix, suffix = BACKUP_WEIGHTS.split("{epochs}")
-    files = (run_dir / BACKUP_DIR).glob(f"{prefix}*{suffix}")
-    return max((int(path.name[len(prefix) : -len(suffix)]) for path in files), default=0)
+def backup_position(run_dir: Path) -> tuple[int, int]:
+    """(epochs done, steps done of the next epoch) of an interrupted run's newest backup, (0, 0)
+    if none: its weights file names them, and is written last (callbacks.Backup)."""
+    pattern = re.escape(BACKUP_WEIGHTS).replace(r"\{epochs\}", r"(\d+)")
+    pattern = re.compile(pattern.replace(r"\{steps\}", r"(\d+)"))
+    backup = run_dir / BACKUP_DIR
+    names = (path.name for path in backup.iterdir()) if backup.is_dir() else ()
+    positions = [
+        tuple(map(int, match.groups())) for match in map(pattern.fullmatch, names) if match
+    ]
+    return max(positions, default=(0, 0))
 
 
-def backup_file(run_dir: Path, name: str, epochs: int) -> Path:
-    """One of the backup's files (`BACKUP_WEIGHTS` or `BACKUP_RANDOM_STATE`) after `epochs`."""
-    return run_dir / BACKUP_DIR / name.format(epochs=epochs)
+def backup_file(run_dir: Path, name: str, position: tuple[int, int]) -> Path:
+    """One of the backup's files (`BACKUP_WEIGHTS` or `BACKUP_RANDOM_STATE`) at `position`."""
+    epochs, steps = position
+    return run_dir / BACKUP_DIR / name.format(epochs=epochs, steps=steps)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

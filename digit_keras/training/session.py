@@ -166,16 +166,17 @@ class TrainingSession:
         with self.strategy.scope():
             return build_and_compile(self.config, self.steps_per_epoch)
 
-    def datasets(self, epochs: range):
-        """The shuffled training dataset of `epochs` (a resumed run's remaining ones) and the
-        holdout's (None if it has no rows)."""
+    def datasets(self, epochs: range, skip_steps: int = 0):
+        """The shuffled training dataset of `epochs` (a resumed run's remaining ones, less the
+        first one's `skip_steps` batches) and the holdout's (None if it has no rows)."""
         from digit_keras.data.pipeline import make_dataset
 
         data, batch = self.data, self.global_batch
         train, holdout = data.train_idx, data.holdout_idx
         train_ds = make_dataset(
-            data.images[train], data.labels[train], batch, True, self.config.seed, epochs
-        )
+            data.images[train], data.labels[train], batch, True, self.config.seed, epochs,
+            skip_steps=skip_steps,
+        )  # fmt: skip
         if not self.has_holdout:
             return train_ds, None
         replicas = self.strategy.num_replicas_in_sync
@@ -184,23 +185,45 @@ class TrainingSession:
         )
         return train_ds, holdout_ds
 
-    def train(self, trainer, epochs: range, callbacks: Sequence = (), verbose: str | int = "auto"):
-        """Train `trainer` through `epochs` (validating on the holdout after each); return
-        Keras's History."""
+    def train(
+        self,
+        trainer,
+        epochs: range,
+        callbacks: Sequence = (),
+        verbose: str | int = "auto",
+        skip_steps: int = 0,
+    ) -> dict[str, list]:
+        """Train `trainer` through `epochs`, validating on the holdout after each; return the
+        per-epoch logs (Keras's `History.history`).
+
+        `skip_steps` (a run resumed mid-epoch): the first epoch's steps already trained. That
+        epoch then trains in a `fit` call of its own, with only its remaining steps, and logs its
+        training loss and accuracy over those.
+        """
+        parts = [(epochs, skip_steps)]
+        if skip_steps and len(epochs) > 1:
+            parts = [(epochs[:1], skip_steps), (epochs[1:], 0)]
+        history: dict[str, list] = {}
+        for part, skip in parts:
+            for key, values in self._fit(trainer, part, callbacks, verbose, skip).items():
+                history.setdefault(key, []).extend(values)
+        return history
+
+    def _fit(self, trainer, epochs: range, callbacks, verbose, skip_steps: int) -> dict:
         from digit_keras.training.callbacks import progress_verbosity
 
-        train_ds, holdout_ds = self.datasets(epochs)
+        train_ds, holdout_ds = self.datasets(epochs, skip_steps)
         with self.strategy.scope():  # JAX's DataParallel applies to what runs inside its scope
             return trainer.fit(
                 train_ds,
                 validation_data=holdout_ds,
                 initial_epoch=epochs.start,
                 epochs=epochs.stop,
-                steps_per_epoch=self.steps_per_epoch,  # train_ds holds exactly these epochs
+                steps_per_epoch=self.steps_per_epoch - skip_steps,  # train_ds holds these epochs
                 callbacks=list(callbacks),
                 shuffle=False,
                 verbose=progress_verbosity(verbose),
-            )
+            ).history
 
     def finish(self, network):
         """Make the trained network the one to save (BN statistics recomputed) and return

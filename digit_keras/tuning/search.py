@@ -96,7 +96,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
         return {
             OBJECTIVE: scores["accuracy"],
             "val_loss": scores["log_loss"],
-            "epochs": len(history.history[OBJECTIVE]),
+            "epochs": len(history[OBJECTIVE]),
             "seconds": round(time.perf_counter() - started, 1),
         }
 
