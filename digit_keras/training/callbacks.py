@@ -140,7 +140,8 @@ class Backup(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_s and time.monotonic() - self.saved_at >= self.every_s:
+        last = batch + 1 == self.params["steps"]  # the epoch's end backs it up after validation
+        if self.every_s and not last and time.monotonic() - self.saved_at >= self.every_s:
             self._save((self.epoch, self.first_step + batch + 1))
 
     def on_epoch_end(self, epoch, logs=None):
