@@ -41,10 +41,6 @@ class ThroughputMeter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._train_end = time.perf_counter(), None
-        self.epoch_images.append(0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.epoch_images[-1] += self.global_batch
 
     def on_test_begin(self, logs=None):
         if self._train_end is None:
@@ -52,6 +48,7 @@ class ThroughputMeter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append((self._train_end or self._device_done()) - self._start)
+        self.epoch_images.append(self.params["steps"] * self.global_batch)  # this `fit` call's
 
     def _device_done(self) -> float:
         """The time once the last step has run: JAX dispatches steps without waiting for them."""
@@ -62,7 +59,7 @@ class ThroughputMeter(keras.callbacks.Callback):
         """Steady-state rate: the first epoch (tracing, warm-up) is left out if there are more."""
         skip = 1 if len(self.epoch_seconds) > 1 else 0
         seconds = sum(self.epoch_seconds[skip:])
-        return sum(self.epoch_images[skip : len(self.epoch_seconds)]) / seconds if seconds else 0.0
+        return sum(self.epoch_images[skip:]) / seconds if seconds else 0.0
 
 
 def best_logged(history_csv: Path, metric: str) -> float | None:
