@@ -23,7 +23,6 @@ from digit_keras.config import TrainConfig, load_config, to_toml
 from digit_keras.data import load_test, load_train
 from digit_keras.data.split import stratified_holdout
 from digit_keras.errors import UserError
-from digit_keras.scoring import logit_scores
 from digit_keras.training import runs
 from digit_keras.training.session import (
     TrainingData,
@@ -194,7 +193,7 @@ def train_run(
         **made_by,
     }
     if session.has_holdout:
-        scores = logit_scores(holdout_logits, data.labels[holdout_idx])
+        scores = session.score(holdout_logits)
         metrics["holdout_accuracy"] = scores["accuracy"]
         metrics["holdout_loss"] = scores["log_loss"]
         val_history = history.get("val_accuracy", [])

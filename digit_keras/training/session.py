@@ -19,6 +19,7 @@ from digit_keras import runtime
 from digit_keras.config import TrainConfig
 from digit_keras.errors import UserError
 from digit_keras.keras_inference import predict_logits
+from digit_keras.scoring import logit_scores
 from digit_keras.training.pseudo_labels import pseudo_labels
 
 
@@ -233,3 +234,7 @@ class TrainingSession:
             return recalibrated, None
         holdout = self.data.images[self.data.holdout_idx]
         return recalibrated, predict_logits(network, holdout, self.global_batch)
+
+    def score(self, holdout_logits: np.ndarray) -> dict[str, float]:
+        """Accuracy and log-loss of `finish`'s holdout logits against the holdout's labels."""
+        return logit_scores(holdout_logits, self.data.labels[self.data.holdout_idx])

@@ -33,7 +33,6 @@ from digit_keras import layout  # noqa: E402
 from digit_keras.atomic import write_text_atomic  # noqa: E402
 from digit_keras.config import TrainConfig, apply_overrides, load_config, to_toml  # noqa: E402
 from digit_keras.errors import UserError  # noqa: E402
-from digit_keras.scoring import logit_scores  # noqa: E402
 from digit_keras.training import runs  # noqa: E402
 from digit_keras.training.fit import load_holdout_split  # noqa: E402
 from digit_keras.training.session import TrainingData, TrainingSession, start_training  # noqa: E402
@@ -92,7 +91,7 @@ class DigitHyperModel(keras_tuner.HyperModel):
         history = session.train(model, epochs, callbacks, kwargs.get("verbose", "auto"))
         self.trial_runs += 1
         _, logits = session.finish(self.network)
-        scores = logit_scores(logits, self.data.labels[self.data.holdout_idx])
+        scores = session.score(logits)
         return {
             OBJECTIVE: scores["accuracy"],
             "val_loss": scores["log_loss"],
