@@ -164,6 +164,15 @@ def test_bag_members_train_on_their_own_rows_never_on_the_held_out_share(
     assert "member 3/3: training in bag/member-2" in err and err.count("training") == 1
     assert np.array_equal(np.load(run / "member-2" / "train_rows.npy"), rows[2])
 
+    # A member started on other rows (another version's draw) is never resumed on these.
+    (run / "metrics.json").unlink()
+    for name in ("model.keras", "test_logits.npy"):
+        (run / "member-2" / name).unlink()
+    np.save(run / "member-2" / "train_rows.npy", rows[1])
+    assert main(["cv", "--resume", "bag", "--data", str(data_dir)]) == 2
+    assert "member-2: this model started on other training rows" in capsys.readouterr().err
+    assert np.array_equal(np.load(run / "member-2" / "train_rows.npy"), rows[1])
+
 
 def test_cv_rejects_bad_folds_and_config_flags_on_resume(data_dir, tmp_path, capsys):
     assert _cv(data_dir, "broken", "--set", "model.depth=3") == 2

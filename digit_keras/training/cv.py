@@ -277,8 +277,10 @@ def cross_validate(
                     config, images, labels, source, train_rows, held_out, test_images
                 )
                 trained = data.train_idx[data.train_idx < len(labels)]  # train.csv's rows
-                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, trained.astype(np.int32))
                 resume_model = (directory / layout.CONFIG_FILE).is_file()
+                if resume_model:
+                    _check_same_rows(directory, trained)
+                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, trained.astype(np.int32))
                 session = TrainingSession(config, strategy_name, strategy, data)
                 model, _ = train_run(session, directory, resume_model, verbose=verbose)
             # One predict call for both sets: each call on a new model traces a new graph.
@@ -386,6 +388,17 @@ def _check_same_split(run_dir: Path, labels: np.ndarray, assignment: np.ndarray)
         raise UserError(
             f"{run_dir}: the training data differs from the data this run started on; "
             "resume with the same --data"
+        )
+
+
+def _check_same_rows(model_dir: Path, trained: np.ndarray) -> None:
+    """Refuse to resume a model on other rows than those it started on (train_rows.npy), so a
+    change in how rows are drawn can never mix two trainings in one model."""
+    saved = model_dir / layout.TRAIN_ROWS_FILE
+    if saved.is_file() and not np.array_equal(np.load(saved), trained):
+        raise UserError(
+            f"{model_dir}: this model started on other training rows than this version draws "
+            f"({saved.name}); resume it with the version that started it"
         )
 
 
