@@ -70,4 +70,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_basic.py
 
 clean:
-	rm -rf $(VENV) $(JAX_VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(JAX_VENV) .cache .pytest_cache .ruff_cache *.egg-info

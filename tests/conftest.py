@@ -96,6 +96,17 @@ def three_step_fit_args(data_dir: Path) -> list[str]:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let JAX keep what it compiles in .cache/jax, shared by every test process (xdist workers,
+    the CLI runs in subprocesses): XLA takes seconds a program on a 2-core CPU, and the suite
+    compiles the same initialisers and training steps many times over."""
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+
 # Runs `digit-keras` commands in one process (one JAX start-up) with TensorFlow unimportable.
 _JAX_CLI = textwrap.dedent(
     """
