@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,13 @@ from digit_keras.keras_inference import load_model
 from digit_keras.runtime import import_tensorflow
 from digit_keras.training.fit import fit
 from digit_keras.training.session import TrainingSession
-from tests.conftest import TINY, holdout_accuracy_of, synthetic_digits, tiny_overrides
+from tests.conftest import (
+    TINY,
+    holdout_accuracy_of,
+    synthetic_digits,
+    tiny_overrides,
+    write_kaggle_data,
+)
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -88,19 +95,35 @@ def test_fit_then_predict_writes_a_kaggle_submission(data_dir, capsys, tmp_path,
     assert list(ids) == list(range(1, 51)) and set(labels) <= set(range(10))
 
 
+RESUMABLE_FIT = ["--epochs", "3", *TINY_FLAGS, "--deterministic", "--set", "model.dropout=0.25"]
+
+
+def _fit_in_a_fresh_process(argv: list[str], cwd: Path, setup: str = "") -> None:
+    """`digit-keras fit ARGV` in its own process (op determinism is process-wide), after `setup`."""
+    code = f"{setup}\nimport sys; from digit_keras.cli import main; sys.exit(main({argv!r}))"
+    subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def never_stopped(tmp_path_factory) -> Path:
+    """A deterministic 3-epoch run that nothing stopped (in `root/a`; its data in `root/data`)."""
+    root = tmp_path_factory.mktemp("resume")
+    data = write_kaggle_data(root / "data")
+    _fit_in_a_fresh_process(["fit", "--data", str(data), *RESUMABLE_FIT, "--out", "a"], root)
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backup_minutes", [0.0, 1e-9], ids=["epoch-backups", "step-backups"])
-def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(
-    backup_minutes, data_dir, tmp_path
-):
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(backup_minutes, never_stopped):
     """Deterministic kernels, and shuffle, augmentation and dropout streams that continue where
     they stopped: a run killed mid-epoch and resumed ends with the weights of a run never
     stopped. With backups at epoch ends only it redoes the epoch and logs the same history; with
     a backup after every step it continues at the step after the last one (whose training
-    metrics then cover the rest of that epoch). Op determinism is process-wide, so each run has
-    a fresh process."""
-    argv = ["--data", str(data_dir), "--epochs", "3", *TINY_FLAGS, "--deterministic"]
-    argv += ["--set", "model.dropout=0.25", "--set", f"backup_minutes={backup_minutes}"]
+    metrics then cover the rest of that epoch)."""
+    root, data = never_stopped, str(never_stopped / "data")
+    run = f"b-{backup_minutes:g}"
+    argv = ["fit", "--data", data, *RESUMABLE_FIT, "--set", f"backup_minutes={backup_minutes}"]
     killed_mid_epoch_2 = (
         "import os, signal, keras\n"
         "from digit_keras.training import callbacks\n"
@@ -111,22 +134,17 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(
         "make_callbacks = callbacks.make_callbacks\n"
         "callbacks.make_callbacks = lambda *args: [*make_callbacks(*args), Kill()]\n"
     )
-    for setup, command in [
-        ("", ["fit", *argv, "--out", "a"]),
-        (killed_mid_epoch_2, ["fit", *argv, "--out", "b"]),
-        ("", ["fit", "--resume", "b", "--data", str(data_dir)]),
-    ]:
-        code = f"{setup}\nimport sys; from digit_keras.cli import main; sys.exit(main({command!r}))"
-        subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path)
-    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    _fit_in_a_fresh_process([*argv, "--out", run], root, killed_mid_epoch_2)
+    _fit_in_a_fresh_process(["fit", "--resume", run, "--data", data], root)
+    metrics = json.loads((root / run / "metrics.json").read_text())
     steps_done = 4 if backup_minutes else 0  # the Kill callback runs after the backup's
     assert (metrics["resumed_after_epoch"], metrics["resumed_after_steps"]) == (2, steps_done)
-    history = [pd.read_csv(tmp_path / run / "history.csv") for run in ("a", "b")]
+    history = [pd.read_csv(root / name / "history.csv") for name in ("a", run)]
     assert list(history[1]["epoch"]) == [0, 1, 2]
     resumed_columns = ["val_accuracy", "val_loss"] if backup_minutes else history[0].columns
     pd.testing.assert_frame_equal(history[0][resumed_columns], history[1][resumed_columns])
     pd.testing.assert_frame_equal(history[0][:2], history[1][:2])
-    models = [load_model(tmp_path / run / "model.keras") for run in ("a", "b")]
+    models = [load_model(root / name / "model.keras") for name in ("a", run)]
     for a, b in zip(*(model.get_weights() for model in models), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -156,6 +156,10 @@ def test_logits_stay_float32_under_mixed_precision(name):
     assert model(BATCH[:2]).dtype == "float32"
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="weight shapes do not depend on the backend; on JAX each new shape costs an XLA compile",
+)
 @pytest.mark.parametrize("name", MODELS)
 def test_full_size_parameter_count_matches_the_paper_or_its_pin(name):
     assert build_model(name).count_params() == pytest.approx(REFERENCE_PARAMS[name], rel=0.02)
