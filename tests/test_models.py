@@ -30,6 +30,12 @@ REFERENCE_PARAMS = {
     "wrn28_10": 36.5e6,
 }
 MODELS = list_models()
+# The graph's structure (names, shapes, counts) comes from keras.layers alone; the tiny-model tests
+# below prove each network runs on JAX, where every new weight shape costs an XLA compile.
+SAME_ON_EVERY_BACKEND = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="structure does not depend on the backend; checked on TensorFlow",
+)
 BATCH = np.random.default_rng(0).random((16, 28, 28, 1)).astype("float32")
 LABELS = np.arange(16) % 10
 
@@ -156,21 +162,20 @@ def test_logits_stay_float32_under_mixed_precision(name):
     assert model(BATCH[:2]).dtype == "float32"
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="weight shapes do not depend on the backend; on JAX each new shape costs an XLA compile",
-)
+@SAME_ON_EVERY_BACKEND
 @pytest.mark.parametrize("name", MODELS)
 def test_full_size_parameter_count_matches_the_paper_or_its_pin(name):
     assert build_model(name).count_params() == pytest.approx(REFERENCE_PARAMS[name], rel=0.02)
 
 
+@SAME_ON_EVERY_BACKEND
 def test_networks_are_named_by_what_was_built():
     assert build_model("wrn28_10", depth=16, widen_factor=2).name == "wrn16_2"
     assert build_model("resnet164", depth=20, width=4).name == "resnet20"
     assert build_model("basic", width=8).name == "basic"
 
 
+@SAME_ON_EVERY_BACKEND
 def test_size_knobs_pass_through():
     assert build_model("basic", width=8).get_layer("stage1_a_conv").filters == 8
     assert build_model("mobilenet", alpha=0.5).get_layer("block13_pw_conv").filters == 512
