@@ -165,6 +165,8 @@ def test_a_resumed_run_keeps_its_best_checkpoint_threshold(tmp_path):
     assert best_logged(tmp_path / "history.csv", "val_accuracy") == 0.8
     assert best_logged(tmp_path / "history.csv", "val_loss") is None
     assert best_logged(tmp_path / "missing.csv", "val_accuracy") is None
+    (tmp_path / "stopped-in-epoch-1.csv").write_text("")
+    assert best_logged(tmp_path / "stopped-in-epoch-1.csv", "val_accuracy") is None
     network = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     callbacks = make_callbacks(tmp_path, ThroughputMeter(1), network, True, start=(3, 0))
     checkpoint = next(c for c in callbacks if isinstance(c, BestCheckpoint))

@@ -63,8 +63,9 @@ class ThroughputMeter(keras.callbacks.Callback):
 
 
 def best_logged(history_csv: Path, metric: str) -> float | None:
-    """Best `metric` in a CSVLogger file, so a resumed run keeps its best checkpoint."""
-    if not history_csv.is_file():
+    """Best `metric` in a CSVLogger file, so a resumed run keeps its best checkpoint. The file
+    is empty when a run was stopped before its first epoch ended."""
+    if not history_csv.is_file() or history_csv.stat().st_size == 0:
         return None
     import pandas as pd
 
