@@ -58,9 +58,10 @@ def jax_runs(tmp_path_factory) -> Path:
     runs differ only in seed, so the second one's XLA programs come from the compilation cache."""
     root = tmp_path_factory.mktemp("jax")
     data = str(write_kaggle_data(root / "data"))
-    bf16 = ["--precision", "mixed_bfloat16", "--deterministic"]  # before JAX starts, as it must
+    # --deterministic on the first command: it must come before JAX starts its devices.
+    deterministic_bf16 = ["--precision", "mixed_bfloat16", "--deterministic"]
     commands = [
-        ["fit", "--data", data, *TINY_FIT, *bf16, "--out", "fit"],
+        ["fit", "--data", data, *TINY_FIT, *deterministic_bf16, "--out", "fit"],
         ["predict", "--model", "fit", "--data", data, "--out", "fit.csv"],
         ["cv", "--data", data, *TINY_FIT, "--folds", "2", "--out", "cv"],
         ["cv", "--data", data, *TINY_FIT, "--folds", "2", "--seed", "2", "--out", "cv2"],
