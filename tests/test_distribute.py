@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from digit_keras.training.runs import backup_position
+from tests.conftest import write_kaggle_data
 from tests.processes import free_ports
 
 # Splits the CPU into two logical devices before TensorFlow starts: two replicas on one machine.
@@ -24,47 +26,15 @@ _TWO_CPU_DEVICES = textwrap.dedent(
     """
 )
 MIRRORED_32 = ("--strategy", "mirrored", "--batch-size", "32")
-# Trains the same tiny model for one epoch under two strategies and prints both first-epoch losses.
-_COMPARE = _TWO_CPU_DEVICES + textwrap.dedent(
-    """
-    import json, sys
-    from digit_keras.config import TrainConfig, AugmentConfig
-    from digit_keras.training.fit import fit
-    from pathlib import Path
-    losses = {}
-    for strategy, per_replica in (("default", 64), ("mirrored", 32)):
-        config = TrainConfig(
-            epochs=1, batch_size=per_replica, seed=3, strategy=strategy,
-            model={"width": 4, "dropout": 0.0}, augment=AugmentConfig(0, 0, 0),
-        )
-        result = fit(config, Path(sys.argv[2]) / strategy, data_dir=sys.argv[1], verbose=0)
-        history = Path(sys.argv[2]) / strategy / "history.csv"
-        losses[strategy] = float(history.read_text().splitlines()[1].split(",")[2])
-        losses[strategy + "_replicas"] = result.metrics["replicas"]
-    print(json.dumps(losses))
-    """
-)
 
 
-def _python(code: str, *args: str, env_extra: dict | None = None) -> str:
-    env = {**os.environ, **(env_extra or {})}
+def _python(code: str) -> str:
+    """Run `code` in a fresh Python; its last line of output."""
     result = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()[-1]
-
-
-@pytest.mark.slow
-def test_mirrored_two_replicas_match_one_device(data_dir, tmp_path):
-    """Same global batch, data and initial weights: the first-epoch loss must agree.
-
-    The remaining gap comes from batch norm using per-replica batch statistics (32 vs 64 images);
-    the Keras 3.7-3.9 MirroredStrategy regressions scaled the loss by the replica count (a 2x gap).
-    """
-    losses = json.loads(_python(_COMPARE, str(data_dir), str(tmp_path)))
-    assert losses["default_replicas"] == 1 and losses["mirrored_replicas"] == 2
-    assert losses["mirrored"] == pytest.approx(losses["default"], rel=0.02)
 
 
 def _fit_argv(data_dir, out, *extra: str, epochs: int = 2) -> list[str]:
@@ -123,22 +93,48 @@ def _epoch_losses(run_dir) -> list[float]:
     return [float(line.split(",")[column]) for line in lines[1:]]
 
 
+@pytest.fixture(scope="module")
+def one_machine(tmp_path_factory) -> Path:
+    """The same tiny fit on one device (batches of 64) and on two replicas of 32 (`root/one`,
+    `root/two`), in one process whose CPU is split into two logical devices; data in root/data."""
+    root = tmp_path_factory.mktemp("one-machine")
+    data = write_kaggle_data(root / "data")
+    one = _fit_argv(data, root / "one", "--strategy", "default", "--batch-size", "64")
+    two = _fit_argv(data, root / "two", *MIRRORED_32)
+    code = (
+        _TWO_CPU_DEVICES + f"from digit_keras.cli import main\nprint(main({one!r}), main({two!r}))"
+    )
+    assert _python(code) == "0 0"
+    return root
+
+
+def _replicas(run_dir: Path) -> int:
+    return json.loads((run_dir / "metrics.json").read_text())["replicas"]
+
+
+@pytest.mark.slow
+def test_mirrored_two_replicas_match_one_device(one_machine):
+    """Same global batch, data and initial weights: the first-epoch loss must agree.
+
+    The remaining gap comes from batch norm using per-replica batch statistics (32 vs 64 images);
+    the Keras 3.7-3.9 MirroredStrategy regressions scaled the loss by the replica count (a 2x gap).
+    """
+    one, two = one_machine / "one", one_machine / "two"
+    assert (_replicas(one), _replicas(two)) == (1, 2)
+    assert _epoch_losses(two)[0] == pytest.approx(_epoch_losses(one)[0], rel=0.02)
+
+
 @pytest.mark.slow
 def test_two_workers_train_like_two_replicas_on_one_machine_and_only_the_chief_writes(
-    data_dir, tmp_path
+    one_machine, tmp_path
 ):
     """Two worker processes of 32 images each train as one process with two replicas of 32: the
     same halves of each global batch of 64, the same per-replica batch-norm statistics. (Against
     one device with batches of 64, batch norm's statistics over 32 rows instead of 64 leave gaps
     of 0.1-4% in these runs, depending on the seed.)"""
-    two_replicas = _python(
-        _TWO_CPU_DEVICES + "from digit_keras.cli import main\n"
-        f"print(main({_fit_argv(data_dir, tmp_path / 'one', *MIRRORED_32)!r}))"
-    )
-    assert two_replicas == "0"
-    worker_out = tmp_path / "worker-out"
+    data, worker_out = one_machine / "data", tmp_path / "worker-out"
     commands = [
-        _process(_fit_argv(data_dir, out, "--strategy", "multi-worker", "--batch-size", "32"))
+        _process(_fit_argv(data, out, "--strategy", "multi-worker", "--batch-size", "32"))
         for out in (tmp_path / "mw", worker_out)
     ]
     outputs = _finish(_start_workers(commands))
@@ -146,9 +142,8 @@ def test_two_workers_train_like_two_replicas_on_one_machine_and_only_the_chief_w
     metrics = json.loads((tmp_path / "mw" / "metrics.json").read_text())
     assert metrics["strategy"] == "multi-worker" and metrics["replicas"] == 2
     assert metrics["global_batch_size"] == 64
-    assert _epoch_losses(tmp_path / "mw") == pytest.approx(
-        _epoch_losses(tmp_path / "one"), rel=1e-4
-    )
+    two_replicas = _epoch_losses(one_machine / "two")
+    assert _epoch_losses(tmp_path / "mw") == pytest.approx(two_replicas, rel=1e-4)
     assert not worker_out.exists()  # the non-chief worker left nothing behind
 
 
