@@ -100,7 +100,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # XLA's cheapest compile for every JAX program of the suite: its programs are tiny and run a few
 # steps, so compiling them (seconds each at full optimisation on a 2-core CPU) is most of the JAX
-# tests' time, and the optimisation level changes speed, not results. Halves a cold-cache run.
+# tests' time. It halves a cold-cache run; what the tests compare is compiled alike on both sides.
 FAST_XLA_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
