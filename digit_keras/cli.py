@@ -287,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         "into DIR",
     )
     ensemble.add_argument(
+        "--also-without",
+        metavar="FILE",
+        help="also score every member and method on the out-of-fold rows that FILE (a label "
+        "audit's list, `digit-keras audit`) does not name",
+    )
+    ensemble.add_argument(
         "--out", metavar="FILE", help="submission path (default submissions/ensemble_<method>.csv)"
     )
     ensemble.set_defaults(handler=run_ensemble)
@@ -638,10 +644,12 @@ def run_export(args: argparse.Namespace) -> None:
 
 def run_ensemble(args: argparse.Namespace) -> None:
     from digit_keras.ensemble.build import build_ensemble
+    from digit_keras.label_audit import read_audit
 
+    left_out = read_audit(args.also_without) if args.also_without else None
     result = build_ensemble(
         args.runs, args.method, args.meta, args.out, args.data, args.dataset, args.seed,
-        args.every_row,
+        args.every_row, left_out,
     )  # fmt: skip
     print(result.table, end="")
     print(f"wrote {result.path} ({result.method}, {result.rows} rows) and its table beside it")

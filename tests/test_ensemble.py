@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -148,6 +149,33 @@ def test_ensemble_command_writes_table_report_and_submission(tmp_path, labels, c
     assert (tmp_path / "e.txt").read_text() in out
     lines = (tmp_path / "e.csv").read_text().splitlines()
     assert lines[0] == "ImageId,Label" and len(lines) == 7
+
+
+def test_also_without_scores_every_row_of_the_table_on_the_rows_a_list_does_not_name(
+    tmp_path, labels, capsys
+):
+    """A label audit's rows count against every model; the second score leaves them out."""
+    wrong = np.array([3, 17, 40])  # rows whose "labels" the good model disagrees with
+    logits = np.eye(10)[labels] * 5.0
+    logits[wrong] = np.roll(logits[wrong], 1, axis=1)
+    good = write_cv_run(tmp_path / "good", labels, logits)
+    fair = write_cv_run(tmp_path / "fair", labels, _logits_with_accuracy(labels, 0.7, 8))
+    pd.DataFrame({"row": [*wrong, len(labels) + 5]}).to_csv(tmp_path / "audit.csv", index=False)
+    argv = ["ensemble", str(good), str(fair), "--method", "mean", "--out", "e.csv"]
+    assert main([*argv, "--also-without", "audit.csv"]) == 0
+    assert f"on {len(labels) - 3:,}" in capsys.readouterr().out
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["left_out_rows"] == wrong.tolist()  # the row past train.csv's end is no row
+    scores = {s["name"]: s for s in report["scores"]}
+    assert scores["good (basic)"]["accuracy"] == 1 - 3 / len(labels)
+    assert scores["good (basic)"]["accuracy_without_left_out"] == 1.0
+    kept = np.setdiff1d(np.arange(len(labels)), wrong)
+    fair_logits = _logits_with_accuracy(labels, 0.7, 8)
+    assert scores["fair (basic)"]["accuracy_without_left_out"] == pytest.approx(
+        accuracy(fair_logits[kept], labels[kept])
+    )
+    assert main([*argv, "--also-without", "missing.csv"]) == 2
+    assert "missing.csv: not a label audit" in capsys.readouterr().err
 
 
 def test_runs_whose_rows_or_folds_differ_are_refused(tmp_path, labels, capsys):
