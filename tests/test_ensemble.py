@@ -176,6 +176,9 @@ def test_also_without_scores_every_row_of_the_table_on_the_rows_a_list_does_not_
     )
     assert main([*argv, "--also-without", "missing.csv"]) == 2
     assert "missing.csv: not a label audit" in capsys.readouterr().err
+    pd.DataFrame({"row": np.arange(len(labels))}).to_csv(tmp_path / "all.csv", index=False)
+    assert main([*argv, "--also-without", "all.csv"]) == 2
+    assert "names every out-of-fold row" in capsys.readouterr().err
 
 
 def test_runs_whose_rows_or_folds_differ_are_refused(tmp_path, labels, capsys):

@@ -14,7 +14,7 @@ from digit_keras.atomic import write_text_atomic
 from digit_keras.data import load_train
 from digit_keras.data.submission import SUBMISSIONS_DIR, write_submission
 from digit_keras.ensemble.base_runs import load_base_runs
-from digit_keras.ensemble.evaluate import accuracy_without, evaluate, format_table
+from digit_keras.ensemble.evaluate import evaluate, format_table
 from digit_keras.errors import UserError
 
 
@@ -46,7 +46,7 @@ def build_ensemble(
     runs, rows = load_base_runs(members, labels)
     if not len(rows):
         raise UserError("the runs share no out-of-fold rows; train them with the same --split-seed")
-    scored = evaluate(runs, rows, seed)
+    scored = evaluate(runs, rows, seed, left_out)
     chosen = f"super:{meta}" if method == "super" else method
     table = format_table(runs, rows, scored, left_out)
     path = Path(out) if out else SUBMISSIONS_DIR / f"ensemble_{chosen.replace(':', '-')}.csv"
@@ -62,7 +62,7 @@ def build_ensemble(
     if left_out is not None:
         report["left_out_rows"] = np.intersect1d(rows, left_out).tolist()
         for entry, item in zip(report["scores"], scored, strict=True):
-            entry["accuracy_without_left_out"] = accuracy_without(item, runs, rows, left_out)
+            entry["accuracy_without_left_out"] = item.accuracy_without_left_out
     write_text_atomic(path.with_suffix(".txt"), table)
     write_text_atomic(path.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     test_labels = next(s.test_labels for s in scored if s.name == chosen)

@@ -15,7 +15,8 @@ from digit_keras.ensemble.super_learner import (
     make_meta_learner,
     model_weights,
 )
-from digit_keras.scoring import accuracy, log_loss
+from digit_keras.errors import UserError
+from digit_keras.scoring import log_loss
 
 
 @dataclass
@@ -26,8 +27,8 @@ class Scored:
     accuracy: float
     log_loss: float | None  # None for the vote, which gives labels, not probabilities
     weights: list[float]  # per base model; empty for a base model itself
-    oof_labels: np.ndarray  # its label for each out-of-fold row, to score on a subset of them
     test_labels: np.ndarray
+    accuracy_without_left_out: float | None = None  # on the out-of-fold rows not left out
 
 
 def _stack_features(log_probabilities: np.ndarray) -> np.ndarray:
@@ -35,71 +36,57 @@ def _stack_features(log_probabilities: np.ndarray) -> np.ndarray:
     return log_probabilities.transpose(1, 0, 2).reshape(log_probabilities.shape[1], -1)
 
 
-def evaluate(members: list[BaseRun], rows: np.ndarray, seed: int = 0) -> list[Scored]:
+def evaluate(
+    members: list[BaseRun], rows: np.ndarray, seed: int = 0, left_out: np.ndarray | None = None
+) -> list[Scored]:
     """Base models first, then mean, vote and one Super Learner per meta-learner.
 
     Mean and vote fit nothing, so their scores on the out-of-fold rows are honest as they are;
     each Super Learner is scored by `META_FOLDS`-fold cross-validation over those rows and then
-    refitted on all of them to predict the test set.
+    refitted on all of them to predict the test set. With `left_out` rows of train.csv (a label
+    audit's list: rows whose label is likely wrong count against every model) each is also
+    scored on the other out-of-fold rows.
     """
     labels = members[0].labels[rows]
+    kept = None if left_out is None else ~np.isin(rows, left_out)
+    if kept is not None and not kept.any():
+        raise UserError("the list of rows left out names every out-of-fold row: nothing to score")
     oof_log_probs = np.stack([run.oof_log_probabilities(rows) for run in members])
     test_log_probs = np.stack([run.test_log_probabilities() for run in members])
     oof_probs, test_probs = np.exp(oof_log_probs), np.exp(test_log_probs)
     equal = [1.0 / len(members)] * len(members)
 
-    scored = []
-    for index, run in enumerate(members):
-        scored.append(
-            Scored(
-                f"{run.name} ({run.arch})",
-                accuracy(oof_probs[index], labels),
-                log_loss(oof_probs[index], labels),
-                [],
-                oof_probs[index].argmax(axis=1),
-                test_probs[index].argmax(axis=1),
-            )
-        )
+    def score(
+        name: str,
+        oof: np.ndarray,
+        test_labels: np.ndarray,
+        weights: list[float],
+        probabilities: np.ndarray | None = None,
+    ) -> Scored:
+        """`oof`: the out-of-fold labels; `probabilities`: theirs, where there are some."""
+        loss = None if probabilities is None else log_loss(probabilities, labels)
+        without = None if kept is None else float(np.mean(oof[kept] == labels[kept]))
+        return Scored(name, float(np.mean(oof == labels)), loss, weights, test_labels, without)
+
+    scored = [
+        score(f"{run.name} ({run.arch})", oof_probs[i].argmax(axis=1),
+              test_probs[i].argmax(axis=1), [], oof_probs[i])
+        for i, run in enumerate(members)
+    ]  # fmt: skip
     mean = mean_probabilities(oof_probs)
-    scored.append(
-        Scored(
-            "mean",
-            accuracy(mean, labels),
-            log_loss(mean, labels),
-            equal,
-            mean.argmax(axis=1),
-            mean_probabilities(test_probs).argmax(axis=1),
-        )
-    )
-    vote = majority_vote(oof_probs)
-    scored.append(
-        Scored("vote", float(np.mean(vote == labels)), None, equal, vote, majority_vote(test_probs))
-    )
+    test_mean = mean_probabilities(test_probs)
+    scored.append(score("mean", mean.argmax(axis=1), test_mean.argmax(axis=1), equal, mean))
+    scored.append(score("vote", majority_vote(oof_probs), majority_vote(test_probs), equal))
     features, test_features = _stack_features(oof_log_probs), _stack_features(test_log_probs)
     for meta_name in META_LEARNERS:
         meta = make_meta_learner(meta_name)
         held_out = cross_validated_probabilities(meta, features, labels, seed)
         fitted = meta.fit(features, labels)
         scored.append(
-            Scored(
-                f"super:{meta_name}",
-                accuracy(held_out, labels),
-                log_loss(held_out, labels),
-                model_weights(fitted).tolist(),
-                held_out.argmax(axis=1),
-                fitted.predict(test_features),
-            )
-        )
+            score(f"super:{meta_name}", held_out.argmax(axis=1), fitted.predict(test_features),
+                  model_weights(fitted).tolist(), held_out)
+        )  # fmt: skip
     return scored
-
-
-def accuracy_without(
-    item: Scored, members: list[BaseRun], rows: np.ndarray, left_out: np.ndarray
-) -> float:
-    """`item`'s accuracy on the out-of-fold `rows` not in `left_out` (e.g. a label audit's list:
-    rows whose label is likely wrong count against every model)."""
-    kept = ~np.isin(rows, left_out)
-    return float(np.mean(item.oof_labels[kept] == members[0].labels[rows[kept]]))
 
 
 def format_table(
@@ -109,7 +96,7 @@ def format_table(
     left_out: np.ndarray | None = None,
 ) -> str:
     """A plain-text table: base models' out-of-fold scores, then each method's; with `left_out`
-    rows, also each one's accuracy on the other out-of-fold rows."""
+    rows (those `scored` was evaluated without), also each one's accuracy on the others."""
     names = [run.name for run in members]
     width = max(len(s.name) for s in scored) + 2
     lines = [
@@ -128,6 +115,6 @@ def format_table(
         loss = "-" if item.log_loss is None else f"{item.log_loss:.4f}"
         line = f"{item.name:{width}s}{item.accuracy:>10.4%}{loss:>10s}"
         if left_out is not None:
-            line += f"{accuracy_without(item, members, rows, left_out):>12.4%}"
+            line += f"{item.accuracy_without_left_out:>12.4%}"
         lines.append(f"{line}  {' '.join(f'{w:.3f}' for w in item.weights)}")
     return "\n".join(lines) + "\n"
