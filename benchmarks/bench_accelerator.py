@@ -11,7 +11,8 @@ metrics, history, TensorBoard logs, folds, labels, out-of-fold and test-set logi
 `ensemble` reads as it is.
 
     KERAS_BACKEND=jax python benchmarks/bench_accelerator.py --out DIR [--all-folds] \
-        [--models vgg16 resnet164 wrn28_10] [--data DIR] [-- extra cv flags, e.g. --epochs 2]
+        [--models wrn28_10 resnet50 vgg16 resnet164] [--data DIR] \
+        [-- extra cv flags, e.g. --epochs 2]
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from digit_keras.runtime import backend
 
-BIG_MODELS = ["vgg16", "resnet164", "wrn28_10"]
+# The two never trained at full size on the CPU come first.
+BIG_MODELS = ["wrn28_10", "resnet50", "vgg16", "resnet164"]
 LEFT_BEHIND = ("model.keras", "checkpoints", "backup")  # weights: too big to bring back
 
 
