@@ -66,10 +66,10 @@ def _add_training_options(parser: argparse.ArgumentParser, with_epochs: bool = T
     parser.add_argument("--limit", type=int, metavar="N", help="use the first N training rows")
     parser.add_argument(
         "--pseudo-labels",
-        metavar="TEACHER_RUN",
-        help="also train on the test images a finished cv run labels with probability >= "
-        "data.pseudo_threshold (0.99), from its models that never trained on this run's "
-        "held-out rows (sets data.pseudo_labels)",
+        metavar="TEACHER",
+        help="also train on the test images a teacher (a finished cv run, a member file or a "
+        "folder of member files) labels with probability >= data.pseudo_threshold (0.99), from "
+        "its models that never trained on this run's held-out rows (sets data.pseudo_labels)",
     )
     parser.add_argument(
         "--drop-rows",

@@ -165,9 +165,10 @@ class DataConfig:
     # Rows of train.csv (0-based) kept out of training, e.g. a label audit's list (`--drop-rows`);
     # they stay held out and scored, so a run without them is measured on the same rows.
     drop_rows: list[Annotated[Int, Ge(0)]] = field(default_factory=list)
-    # A finished cv run (the teacher) whose test-set predictions with a top probability of at
-    # least `pseudo_threshold` are added to training as labels; "" = none. Only its models that
-    # never trained on this run's held-out rows teach (training/pseudo_labels.py).
+    # The teacher (a finished cv run, a member file or a folder of them) whose test-set
+    # predictions with a top probability of at least `pseudo_threshold` are added to training as
+    # labels; "" = none. Only its models that never trained on this run's held-out rows teach
+    # (training/pseudo_labels.py).
     pseudo_labels: str = ""
     pseudo_threshold: Annotated[Float, Gt(0.0), Le(1.0)] = 0.99
 

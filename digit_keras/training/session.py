@@ -54,8 +54,9 @@ def training_data(
         )
     train_idx, rows = np.setdiff1d(train_idx, drop), len(labels)
     if config.data.pseudo_labels:
+        data = config.data
         test_rows, pseudo = pseudo_labels(
-            config.data.pseudo_labels, holdout_idx, config.data.pseudo_threshold, len(test_images)
+            data.pseudo_labels, labels, holdout_idx, data.pseudo_threshold, len(test_images)
         )
         train_idx = np.concatenate([train_idx, rows + np.arange(len(test_rows))])
         images = np.concatenate([images, test_images[test_rows]])
