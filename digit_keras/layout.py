@@ -61,6 +61,7 @@ FOLDS_FILE = "folds.npy"
 LABELS_FILE = "labels.npy"
 OOF_LOGITS_FILE = "oof_logits.npy"
 TRAIN_ROWS_FILE = "train_rows.npy"
+PSEUDO_LABELS_FILE = "pseudo_labels.npy"  # (test-set row, label) of each pseudo-labelled image
 TEST_LOGITS_FILE = "test_logits.npy"
 MEMBER_FILE = "member.npz"
 

@@ -101,8 +101,11 @@ def test_cv_trains_each_fold_on_its_own_teachers_pseudo_labels(data_dir, tmp_pat
     metrics = json.loads((tmp_path / "student" / "fold-0" / "metrics.json").read_text())
     assert metrics["pseudo_labelled_images"] == 50  # every test image, at this threshold
     assert metrics["train_images"] == 160 + 50
-    trained = np.load(tmp_path / "student" / "fold-0" / "train_rows.npy")
+    fold = tmp_path / "student" / "fold-0"
+    trained = np.load(fold / "train_rows.npy")
     assert len(trained) == 160 and trained.max() < 320  # train.csv's rows only
+    learnt = np.load(fold / "pseudo_labels.npy")  # (test row, label) of each image it learnt
+    assert learnt.shape == (50, 2) and np.array_equal(learnt[:, 0], np.arange(50))
     config = (tmp_path / "student" / "config.toml").read_text()
     assert f'pseudo_labels = "{tmp_path / "teacher"}"' in config
     # The teacher's fold-0 model as a member file (what gets committed) teaches the same way.
@@ -110,6 +113,17 @@ def test_cv_trains_each_fold_on_its_own_teachers_pseudo_labels(data_dir, tmp_pat
     assert main(["cv", *common, "--holdout", *member, "--out", "from-member"]) == 0
     metrics = json.loads((tmp_path / "from-member" / "fold-0" / "metrics.json").read_text())
     assert metrics["pseudo_labelled_images"] == 50
+
+    # Resumed after its teacher changed (other test images or labels): refused, not mixed.
+    (tmp_path / "student" / "metrics.json").unlink()
+    for name in ("model.keras", "test_logits.npy"):
+        (fold / name).unlink()
+    np.save(fold / "pseudo_labels.npy", learnt[1:])
+    capsys.readouterr()
+    assert main(["cv", "--resume", "student", "--data", str(data_dir)]) == 2
+    assert "started on other training rows than this version draws (pseudo_labels.npy)" in (
+        capsys.readouterr().err
+    )
 
     # A fit's 10% holdout cuts across both teacher folds: no teacher is allowed, one line.
     capsys.readouterr()

@@ -276,11 +276,15 @@ def cross_validate(
                 data = training_data(
                     config, images, labels, source, train_rows, held_out, test_images
                 )
-                trained = data.train_idx[data.train_idx < len(labels)]  # train.csv's rows
+                # train.csv's rows it learns, and the test images with their pseudo-labels
+                rows_of = {layout.TRAIN_ROWS_FILE: data.train_idx[data.train_idx < len(labels)]}
+                if config.data.pseudo_labels:
+                    rows_of[layout.PSEUDO_LABELS_FILE] = data.pseudo_labels
                 resume_model = (directory / layout.CONFIG_FILE).is_file()
                 if resume_model:
-                    _check_same_rows(directory, trained)
-                save_npy_atomic(directory / layout.TRAIN_ROWS_FILE, trained.astype(np.int32))
+                    _check_same_rows(directory, rows_of)
+                for file, rows in rows_of.items():
+                    save_npy_atomic(directory / file, rows.astype(np.int32))
                 session = TrainingSession(config, strategy_name, strategy, data)
                 model, _ = train_run(session, directory, resume_model, verbose=verbose)
             # One predict call for both sets: each call on a new model traces a new graph.
@@ -391,15 +395,17 @@ def _check_same_split(run_dir: Path, labels: np.ndarray, assignment: np.ndarray)
         )
 
 
-def _check_same_rows(model_dir: Path, trained: np.ndarray) -> None:
-    """Refuse to resume a model on other rows than those it started on (train_rows.npy), so a
-    change in how rows are drawn can never mix two trainings in one model."""
-    saved = model_dir / layout.TRAIN_ROWS_FILE
-    if saved.is_file() and not np.array_equal(np.load(saved), trained):
-        raise UserError(
-            f"{model_dir}: this model started on other training rows than this version draws "
-            f"({saved.name}); resume it with the version that started it"
-        )
+def _check_same_rows(model_dir: Path, rows_of: dict[str, np.ndarray]) -> None:
+    """Refuse to resume a model on other rows than those it started on (each file of `rows_of`
+    that was saved), so a change in how rows are drawn, or in the teacher of its pseudo-labels,
+    can never mix two trainings in one model."""
+    for file, rows in rows_of.items():
+        saved = model_dir / file
+        if saved.is_file() and not np.array_equal(np.load(saved), rows):
+            raise UserError(
+                f"{model_dir}: this model started on other training rows than this version "
+                f"draws ({saved.name}); resume it with the version and teacher that started it"
+            )
 
 
 def seed_statistics(run_dirs: list[Path]) -> dict[str, Any]:

@@ -32,7 +32,12 @@ class TrainingData:
     source: str
     train_idx: np.ndarray
     holdout_idx: np.ndarray
-    pseudo_labelled: int = 0  # test images among the rows, after train.csv's (pseudo_labels.py)
+    # (test-set row, label) of the pseudo-labelled test images appended after train.csv's rows
+    pseudo_labels: np.ndarray
+
+    @property
+    def pseudo_labelled(self) -> int:
+        return len(self.pseudo_labels)
 
 
 def training_data(
@@ -53,15 +58,20 @@ def training_data(
             f"data.drop_rows names row {drop.max()}, but the training data has {len(labels)} rows"
         )
     train_idx, rows = np.setdiff1d(train_idx, drop), len(labels)
+    pseudo = np.empty((0, 2), dtype=np.int64)
     if config.data.pseudo_labels:
-        data = config.data
-        test_rows, pseudo = pseudo_labels(
-            data.pseudo_labels, labels, holdout_idx, data.pseudo_threshold, len(test_images)
+        test_rows, test_labels = pseudo_labels(
+            config.data.pseudo_labels,
+            labels,
+            holdout_idx,
+            config.data.pseudo_threshold,
+            len(test_images),
         )
+        pseudo = np.stack([test_rows, test_labels], axis=1)
         train_idx = np.concatenate([train_idx, rows + np.arange(len(test_rows))])
         images = np.concatenate([images, test_images[test_rows]])
-        labels = np.concatenate([labels, pseudo.astype(labels.dtype)])
-    return TrainingData(images, labels, source, train_idx, holdout_idx, len(images) - rows)
+        labels = np.concatenate([labels, test_labels.astype(labels.dtype)])
+    return TrainingData(images, labels, source, train_idx, holdout_idx, pseudo)
 
 
 def start_training(config: TrainConfig):
