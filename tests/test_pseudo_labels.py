@@ -98,6 +98,7 @@ def test_cv_trains_each_fold_on_its_own_teachers_pseudo_labels(data_dir, tmp_pat
     assert main(["cv", *common, "--out", "teacher"]) == 0
     student = ["--pseudo-labels", "teacher", "--set", "data.pseudo_threshold=0.05"]
     assert main(["cv", *common, "--holdout", *student, "--out", "student"]) == 0
+    assert "learning from 210 images, 50 of them test images labelled by" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "student" / "fold-0" / "metrics.json").read_text())
     assert metrics["pseudo_labelled_images"] == 50  # every test image, at this threshold
     assert metrics["train_images"] == 160 + 50

@@ -147,6 +147,9 @@ def train_run(
         step = f", step {start_step} of epoch {start_epoch + 1}" if start_step else ""
         print(f"resuming {run_dir} after epoch {start_epoch}{step} of {config.epochs}",
               file=sys.stderr)  # fmt: skip
+    if data.pseudo_labelled:
+        print(f"learning from {len(data.train_idx):,} images, {data.pseudo_labelled:,} of them "
+              f"test images labelled by {config.data.pseudo_labels}", file=sys.stderr)  # fmt: skip
     # Mid-epoch backups happen by the clock, which multi-worker tasks do not share: they save at
     # epoch ends only (saving runs collective ops on every worker).
     single = session.strategy_name != "multi-worker"
