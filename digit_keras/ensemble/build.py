@@ -46,6 +46,8 @@ def build_ensemble(
     runs, rows = load_base_runs(members, labels)
     if not len(rows):
         raise UserError("the runs share no out-of-fold rows; train them with the same --split-seed")
+    if left_out is not None:
+        left_out = np.intersect1d(rows, left_out)  # the out-of-fold rows the list names
     scored = evaluate(runs, rows, seed, left_out)
     chosen = f"super:{meta}" if method == "super" else method
     table = format_table(runs, rows, scored, left_out)
@@ -60,7 +62,7 @@ def build_ensemble(
         ],
     }
     if left_out is not None:
-        report["left_out_rows"] = np.intersect1d(rows, left_out).tolist()
+        report["left_out_rows"] = left_out.tolist()
         for entry, item in zip(report["scores"], scored, strict=True):
             entry["accuracy_without_left_out"] = item.accuracy_without_left_out
     write_text_atomic(path.with_suffix(".txt"), table)

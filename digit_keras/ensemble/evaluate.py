@@ -96,7 +96,8 @@ def format_table(
     left_out: np.ndarray | None = None,
 ) -> str:
     """A plain-text table: base models' out-of-fold scores, then each method's; with `left_out`
-    rows (those `scored` was evaluated without), also each one's accuracy on the others."""
+    (the out-of-fold rows `scored` was evaluated without), also each one's accuracy on the
+    others."""
     names = [run.name for run in members]
     width = max(len(s.name) for s in scored) + 2
     lines = [
@@ -105,7 +106,7 @@ def format_table(
     ]
     header = f"{'model or method':{width}s}{'accuracy':>10s}{'log-loss':>10s}"
     if left_out is not None:
-        others = len(rows) - int(np.isin(rows, left_out).sum())
+        others = len(rows) - len(left_out)
         lines[0] += f"; 'on {others:,}': accuracy on those not in the list of rows left out"
         header += f"{f'on {others:,}':>12s}"
     lines.append(f"{header}  weights")
