@@ -40,6 +40,9 @@ def _python(code: str) -> str:
 def _fit_argv(data_dir, out, *extra: str, epochs: int = 2) -> list[str]:
     argv = ["fit", "--data", str(data_dir), "--out", str(out), "--epochs", str(epochs)]
     argv += ["--seed", "3", "--set", "model.width=4", "--set", "model.dropout=0.0"]
+    # float32 whatever the CPU: "auto" picks bf16 where the CPU has it, and its rounding would
+    # blur the replica comparisons below.
+    argv += ["--set", "precision=float32"]
     return [*argv, *NO_AUGMENTATION, *extra]
 
 
