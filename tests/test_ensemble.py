@@ -255,3 +255,13 @@ def test_logistic_meta_learner_sharpens_an_under_confident_pool(labels):
     mixed = cross_validated_probabilities(ConvexWeights(), features, labels)
     assert log_loss(held_out, labels) < log_loss(mixed, labels) - 0.1
     assert accuracy(held_out, labels) >= max(accuracy(x, labels) for x in timid)
+
+
+def test_logistic_meta_learner_never_weighs_a_member_negatively(labels):
+    """`echo` is `a` less half of `c`: a negative weight on it would add `c` back; the bounded
+    fit leaves it out instead, so no member is ever trusted in reverse."""
+    a = _logits_with_accuracy(labels, 0.8, seed=6)
+    c = _logits_with_accuracy(labels, 0.8, seed=7)
+    echo = a - 0.5 * c
+    logistic = make_meta_learner("logistic").fit(_stacked(a, echo), labels)
+    assert logistic.coef_[0] > 0.5 and logistic.coef_[1] == 0.0
