@@ -140,11 +140,10 @@ def make_meta_learner(name: str) -> BaseEstimator:
 
 def model_weights(meta: BaseEstimator) -> np.ndarray:
     """Each base model's share of a fitted meta-learner: its weights, or for logistic
-    regression its share of the absolute coefficients."""
+    regression its share of the (non-negative) coefficients."""
     if hasattr(meta, "weights_"):
         return meta.weights_
-    magnitude = np.abs(meta.coef_)
-    return magnitude / magnitude.sum()
+    return meta.coef_ / meta.coef_.sum()
 
 
 def cross_validated_probabilities(
