@@ -30,6 +30,7 @@ from digit_keras.training.session import (
     start_training,
     training_data,
 )
+from digit_keras.training.strategy import is_chief
 
 
 @dataclass
@@ -77,8 +78,6 @@ def start_fit(
     A run that fails before its first epoch is backed up leaves no directory behind. Under a
     multi-worker strategy only the chief writes the run; the other tasks train in step with it.
     """
-    from digit_keras.training.strategy import is_chief
-
     chief = is_chief(config.strategy)
     run_dir = runs.new_run_dir(config.arch, out) if chief else Path(out or ".")
     _announce(run_dir, chief)
@@ -89,8 +88,6 @@ def start_fit(
 def resume_fit(path: str | Path, data_dir: str | Path | None = None) -> FitResult:
     """`digit-keras fit --resume`: continue an interrupted run, with its saved config, after
     the last epoch it backed up."""
-    from digit_keras.training.strategy import is_chief
-
     run_dir = runs.resumable_run_dir(path)
     config = load_config(run_dir / layout.CONFIG_FILE)
     chief = is_chief(config.strategy)
@@ -124,7 +121,6 @@ def train_run(
     started = time.perf_counter() if started is None else started
     made_by = runs.provenance()  # now: the checkout may change while the run trains
     from digit_keras.training.callbacks import ThroughputMeter, make_callbacks
-    from digit_keras.training.strategy import is_chief
 
     config, data = session.config, session.data
     chief_dir = run_dir

@@ -21,6 +21,7 @@ from digit_keras.errors import UserError
 from digit_keras.keras_inference import predict_logits
 from digit_keras.scoring import logit_scores
 from digit_keras.training.pseudo_labels import pseudo_labels
+from digit_keras.training.strategy import make_strategy
 
 
 @dataclass
@@ -84,8 +85,6 @@ def start_training(config: TrainConfig):
     context (which seeding does), and JAX reads its determinism flag when it starts its devices
     (which creating a strategy does).
     """
-    from digit_keras.training.strategy import make_strategy
-
     if config.deterministic:
         runtime.request_determinism()
     if runtime.backend() == "tensorflow":
